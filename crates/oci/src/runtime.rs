@@ -1,0 +1,552 @@
+//! The OCI runtime driver: runc's command line (create/start/state/kill/delete/exec), which
+//! crun, youki and runsc share, plus the `--console-socket` receiver for ttys.
+//!
+//! Every command is `BINARY --root STATE_ROOT --log-format json <cmd> ...`: the runtime's
+//! state lives under peapod's run dir, and its failures come back as errors carrying the
+//! runtime's own message. It never builds specs and never waits for container processes.
+
+use std::ffi::OsStr;
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde::Deserialize;
+
+/// Where a runtime name is looked up after `$PATH` (runc lives in /usr/sbin on Debian,
+/// which a non-login `$PATH` may lack).
+const SYSTEM_DIRS: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The file, in the bundle, where `create` asks the runtime to log (containerd's name).
+pub const CREATE_LOG: &str = "log.json";
+
+/// A runtime binary plus its state directory (`--root`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// Absolute path of the binary.
+    pub binary: PathBuf,
+    /// The runtime's `--root` state dir (under peapod's run dir, so tests are isolated).
+    pub state_root: PathBuf,
+}
+
+/// Errors running the runtime; each carries the command and the runtime's stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// `--runtime` named something not on PATH and not an executable file.
+    #[error("OCI runtime {0:?} not found: give a name on PATH (runc, crun, youki) or an executable path")]
+    NotFound(String),
+    /// The runtime ran and failed.
+    #[error("{runtime} {command} failed: {stderr}")]
+    Failed {
+        /// The runtime binary.
+        runtime: String,
+        /// The subcommand.
+        command: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// The runtime could not be started.
+    #[error("running {0}: {1}")]
+    Spawn(String, #[source] std::io::Error),
+    /// The runtime's state directory could not be created.
+    #[error("runtime state directory: {0}")]
+    StateRoot(#[source] peapod_store::IoError),
+    /// `state` succeeded but did not print the JSON state document.
+    #[error("{runtime} state {id} printed unexpected output: {source}")]
+    BadState {
+        /// The runtime binary.
+        runtime: String,
+        /// The container.
+        id: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `runc state` output, the parts we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// created, running, paused, stopped.
+    pub status: String,
+    /// Init pid (0 when stopped).
+    pub pid: i32,
+}
+
+/// The state document (`runc state`), as the runtime spec defines it.
+#[derive(Deserialize)]
+struct StateDocument {
+    status: String,
+    #[serde(default)]
+    pid: i32,
+}
+
+impl Runtime {
+    /// Resolves `name_or_path` (None: crun where it works on this host, runc otherwise).
+    ///
+    /// crun is chosen only on a pure cgroup v2 host (`/sys/fs/cgroup/cgroup.controllers`
+    /// exists): Debian's crun refuses hybrid hosts. A name is looked up on `$PATH`, then in
+    /// the standard system directories; anything with a `/` must be an executable file.
+    pub fn resolve(name_or_path: Option<&str>, state_root: &Path) -> Result<Self, RuntimeError> {
+        let path_var = std::env::var_os("PATH");
+        let binary = resolve_binary(
+            name_or_path,
+            path_var.as_deref(),
+            Path::new("/sys/fs/cgroup"),
+        )?;
+        Ok(Self {
+            binary,
+            state_root: state_root.to_owned(),
+        })
+    }
+
+    /// `create --bundle B --pid-file P [--console-socket S] ID`; the container's stdio is
+    /// the given stdio when there is no console socket.
+    ///
+    /// The runtime logs to `B/`[`CREATE_LOG`] (its stderr is the container's), and a failure
+    /// carries the error messages found there.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+        stdio: [std::process::Stdio; 3],
+    ) -> Result<(), RuntimeError> {
+        let log = bundle.join(CREATE_LOG);
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = self.command_logging_to(Some(&log))?;
+        cmd.arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(pid_file);
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id);
+        let [stdin, stdout, stderr] = stdio;
+        cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+        let status = cmd.status().map_err(|e| self.spawn_error("create", e))?;
+        // The child's copies of the caller's pipe ends must close now, not when `cmd` drops
+        // at the end of this function: dropping it here makes that explicit.
+        drop(cmd);
+        if status.success() {
+            return Ok(());
+        }
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        let mut message = runtime_messages(&logged);
+        if message.is_empty() {
+            message = format!(
+                "exited with {status} and logged nothing to {}",
+                log.display()
+            );
+        }
+        Err(self.failed(&format!("create {id}"), message))
+    }
+
+    /// `start ID`.
+    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let out = self.run(&["start", id])?;
+        self.check(&format!("start {id}"), &out)
+    }
+
+    /// `state ID`; `Ok(None)` when the runtime does not know the container.
+    pub fn state(&self, id: &str) -> Result<Option<RuntimeState>, RuntimeError> {
+        let out = self.run(&["state", id])?;
+        if !out.status.success() {
+            if self.is_unknown(id, &out) {
+                return Ok(None);
+            }
+            return Err(self.failed(&format!("state {id}"), output_message(&out)));
+        }
+        let doc: StateDocument =
+            serde_json::from_slice(&out.stdout).map_err(|source| RuntimeError::BadState {
+                runtime: self.name(),
+                id: id.to_owned(),
+                source,
+            })?;
+        Ok(Some(RuntimeState {
+            status: doc.status,
+            pid: doc.pid,
+        }))
+    }
+
+    /// `kill [--all] ID SIGNAL`; a container that is gone is success.
+    ///
+    /// "Gone" means unknown to the runtime or already stopped.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        let signal = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal.as_str()]);
+        let out = self.run(&args)?;
+        if out.status.success() || self.is_unknown(id, &out) {
+            return Ok(());
+        }
+        match self.state(id)? {
+            None => Ok(()),
+            Some(s) if s.status == "stopped" => Ok(()),
+            Some(_) => Err(self.failed(&format!("kill {id} {signal}"), output_message(&out))),
+        }
+    }
+
+    /// `delete --force ID`; idempotent.
+    pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        let out = self.run(&["delete", "--force", id])?;
+        if out.status.success() || self.is_unknown(id, &out) {
+            return Ok(());
+        }
+        Err(self.failed(&format!("delete --force {id}"), output_message(&out)))
+    }
+
+    /// A ready-to-run `exec` command (`runc exec [-t] [--env K=V] [--cwd D] ID ARGS...`),
+    /// stdio inherited; its exit status is the process's.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        args: &[String],
+        tty: bool,
+        env: &[String],
+        cwd: Option<&str>,
+    ) -> std::process::Command {
+        let mut cmd = self.base_command();
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("-t");
+        }
+        for e in env {
+            cmd.arg("--env").arg(e);
+        }
+        if let Some(cwd) = cwd {
+            cmd.arg("--cwd").arg(cwd);
+        }
+        cmd.arg(id).args(args);
+        cmd
+    }
+
+    fn name(&self) -> String {
+        self.binary.display().to_string()
+    }
+
+    fn base_command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root")
+            .arg(&self.state_root)
+            .arg("--log-format")
+            .arg("json");
+        cmd
+    }
+
+    /// The base command, after making sure the state root exists, optionally logging to a
+    /// file instead of stderr.
+    fn command_logging_to(&self, log: Option<&Path>) -> Result<Command, RuntimeError> {
+        peapod_store::create_dir_all(&self.state_root).map_err(RuntimeError::StateRoot)?;
+        let mut cmd = self.base_command();
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log);
+        }
+        Ok(cmd)
+    }
+
+    /// Runs a subcommand to completion with stdin closed and its output captured.
+    fn run(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        let mut cmd = self.command_logging_to(None)?;
+        cmd.args(args).stdin(Stdio::null());
+        cmd.output().map_err(|e| self.spawn_error(args[0], e))
+    }
+
+    fn check(&self, command: &str, out: &Output) -> Result<(), RuntimeError> {
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(self.failed(command, output_message(out)))
+        }
+    }
+
+    /// Whether a failed command failed because the runtime has no such container: its
+    /// state directory is absent, or it says so.
+    fn is_unknown(&self, id: &str, out: &Output) -> bool {
+        let message = output_message(out).to_lowercase();
+        let missing_dir = !id.is_empty()
+            && !id.contains('/')
+            && id != "."
+            && id != ".."
+            && !self.state_root.join(id).exists();
+        missing_dir || message.contains("does not exist")
+    }
+
+    fn failed(&self, command: &str, stderr: String) -> RuntimeError {
+        RuntimeError::Failed {
+            runtime: self.name(),
+            command: command.to_owned(),
+            stderr,
+        }
+    }
+
+    fn spawn_error(&self, command: &str, e: io::Error) -> RuntimeError {
+        RuntimeError::Spawn(format!("{} {command}", self.name()), e)
+    }
+}
+
+/// The lookup behind [`Runtime::resolve`], with `$PATH` and the cgroup mount injected.
+fn resolve_binary(
+    name_or_path: Option<&str>,
+    path_var: Option<&OsStr>,
+    cgroup_mount: &Path,
+) -> Result<PathBuf, RuntimeError> {
+    match name_or_path {
+        None => {
+            let pure_v2 = cgroup_mount.join("cgroup.controllers").exists();
+            let crun = pure_v2.then(|| find_on_path("crun", path_var)).flatten();
+            crun.or_else(|| find_on_path("runc", path_var))
+                .ok_or_else(|| RuntimeError::NotFound("runc".to_owned()))
+        }
+        Some(p) if p.contains('/') => {
+            let path = std::path::absolute(p).map_err(|_| RuntimeError::NotFound(p.to_owned()))?;
+            if is_executable(&path) {
+                Ok(path)
+            } else {
+                Err(RuntimeError::NotFound(p.to_owned()))
+            }
+        }
+        Some(name) if !name.is_empty() => {
+            find_on_path(name, path_var).ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
+        }
+        Some(name) => Err(RuntimeError::NotFound(name.to_owned())),
+    }
+}
+
+fn find_on_path(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    let dirs = path_var.into_iter().flat_map(std::env::split_paths);
+    dirs.chain(std::env::split_paths(SYSTEM_DIRS))
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The messages of a runtime's JSON log lines (`{"level":"error","msg":"..."}`): the
+/// error-level ones if any, else all; lines that are not JSON are kept as they are.
+fn runtime_messages(log: &str) -> String {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(default)]
+        level: String,
+        msg: String,
+    }
+    let mut errors = Vec::new();
+    let mut others = Vec::new();
+    for line in log.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match serde_json::from_str::<Line>(line) {
+            Ok(l) if matches!(l.level.as_str(), "error" | "fatal" | "panic") => errors.push(l.msg),
+            Ok(l) => others.push(l.msg),
+            Err(_) => others.push(line.to_owned()),
+        }
+    }
+    if errors.is_empty() { others } else { errors }.join("; ")
+}
+
+fn output_message(out: &Output) -> String {
+    let msg = runtime_messages(&String::from_utf8_lossy(&out.stderr));
+    if msg.is_empty() {
+        format!("exited with {} and printed nothing", out.status)
+    } else {
+        msg
+    }
+}
+
+/// A listening unix socket for `--console-socket`: the runtime sends the pty master over it.
+#[derive(Debug)]
+pub struct ConsoleSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    /// Binds at `path` (removing a stale socket).
+    pub fn bind(path: &Path) -> std::io::Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            listener,
+        })
+    }
+
+    /// The socket path to pass to the runtime.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts one connection and receives the pty master it carries (SCM_RIGHTS).
+    ///
+    /// Blocks until the runtime connects: call it after `create` succeeded (the runtime
+    /// connects and sends during `create`; the descriptor waits in the socket).
+    pub fn receive_pty(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        let (stream, _) = self.listener.accept()?;
+        // runc sends the pty's name as the payload; we only need the descriptor.
+        let mut name = [0u8; 4096];
+        let mut iov = [IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([RawFd; 8]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                fds.extend(received.into_iter().map(peapod_sys::owned_fd_from_received));
+            }
+        }
+        // Any extra descriptors close when `fds` drops.
+        fds.into_iter().next().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the runtime sent no file descriptor",
+                    self.path.display()
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn executable(path: &Path) {
+        fs::write(path, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn default_prefers_crun_only_on_pure_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        executable(&bin.join("crun"));
+        executable(&bin.join("runc"));
+        let v1 = dir.path().join("v1");
+        let v2 = dir.path().join("v2");
+        fs::create_dir_all(v1.join("unified")).unwrap();
+        fs::create_dir(&v2).unwrap();
+        fs::write(v2.join("cgroup.controllers"), "").unwrap();
+        let path = Some(bin.as_os_str());
+        assert_eq!(resolve_binary(None, path, &v2).unwrap(), bin.join("crun"));
+        assert_eq!(resolve_binary(None, path, &v1).unwrap(), bin.join("runc"));
+    }
+
+    #[test]
+    fn names_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        executable(&bin.join("youki"));
+        fs::write(bin.join("plain"), "").unwrap();
+        let path = Some(bin.as_os_str());
+        let v1 = dir.path();
+        assert_eq!(
+            resolve_binary(Some("youki"), path, v1).unwrap(),
+            bin.join("youki")
+        );
+        let youki = bin.join("youki");
+        assert_eq!(resolve_binary(youki.to_str(), path, v1).unwrap(), youki);
+        for missing in ["no-such-runtime-xyz", "plain", "", "/nonexistent/runc"] {
+            assert!(
+                matches!(resolve_binary(Some(missing), path, v1), Err(RuntimeError::NotFound(ref n)) if n == missing),
+                "{missing}"
+            );
+        }
+        let plain = bin.join("plain");
+        assert!(matches!(
+            resolve_binary(plain.to_str(), path, v1),
+            Err(RuntimeError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve_binary(bin.to_str(), path, v1),
+            Err(RuntimeError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn log_messages_are_extracted() {
+        let log = r#"{"level":"warning","msg":"deprecated","time":"2024-01-01T00:00:00Z"}
+{"level":"error","msg":"runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH","time":"2024-01-01T00:00:00Z"}
+"#;
+        assert_eq!(
+            runtime_messages(log),
+            "runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(
+            runtime_messages("{\"level\":\"info\",\"msg\":\"a\"}\nplain text\n"),
+            "a; plain text"
+        );
+        assert_eq!(runtime_messages(""), "");
+    }
+
+    #[test]
+    fn exec_command_line() {
+        let rt = Runtime {
+            binary: "/usr/sbin/runc".into(),
+            state_root: "/run/peapod/runc".into(),
+        };
+        let cmd = rt.exec_command(
+            "c1",
+            &["sh".into(), "-c".into(), "exit 7".into()],
+            true,
+            &["A=1".into(), "B=2".into()],
+            Some("/tmp"),
+        );
+        assert_eq!(cmd.get_program(), "/usr/sbin/runc");
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "--root",
+                "/run/peapod/runc",
+                "--log-format",
+                "json",
+                "exec",
+                "-t",
+                "--env",
+                "A=1",
+                "--env",
+                "B=2",
+                "--cwd",
+                "/tmp",
+                "c1",
+                "sh",
+                "-c",
+                "exit 7"
+            ]
+        );
+        let plain = rt.exec_command("c1", &["true".into()], false, &[], None);
+        let args: Vec<_> = plain.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "--root",
+                "/run/peapod/runc",
+                "--log-format",
+                "json",
+                "exec",
+                "c1",
+                "true"
+            ]
+        );
+    }
+}
