@@ -1,1 +1,699 @@
-fn main() {}
+//! The `peapod` binary: the docker-style CLI over the engine, and the hidden `monitor`
+//! entry point the engine re-executes once per running container.
+
+mod config;
+mod crilog;
+mod engine;
+mod format;
+mod inspect;
+mod monitor;
+mod record;
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{Engine, RunOptions, UserError};
+use crate::record::State;
+
+/// Run containers and Kubernetes pods on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "peapod", version, about)]
+struct Cli {
+    /// Keep all state under this directory instead of /var/lib/peapod, /run/peapod,
+    /// /etc/peapod and /var/log/peapod.
+    #[arg(long, global = true, env = "PEAPOD_ROOT")]
+    root: Option<PathBuf>,
+    /// OCI runtime to use: a name on PATH (runc, crun, youki) or a path.
+    #[arg(long, global = true, env = "PEAPOD_RUNTIME")]
+    runtime: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create and start a container.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(RunArgs),
+    /// Start stopped containers.
+    Start {
+        /// Containers (name or id).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        /// Containers (name or id).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        /// Also remove the container's anonymous volumes.
+        #[arg(short, long)]
+        volumes: bool,
+        /// Containers (name or id).
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        /// Show all containers (default shows just running).
+        #[arg(short, long)]
+        all: bool,
+        /// Only display container ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Don't truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Low-level information on containers (a JSON array).
+    Inspect {
+        /// Containers (name or id) or images.
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a pseudo-TTY.
+        #[arg(short, long)]
+        tty: bool,
+        /// Set environment variables.
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory inside the container.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// Container (name or id).
+        container: String,
+        /// Command and arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Fetch the logs of a container.
+    Logs {
+        /// Follow log output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end ("all" for every line).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Show timestamps.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Container (name or id).
+        container: String,
+    },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// List images (same as `image ls`).
+    Images,
+    /// Load images from an archive (same as `image load`).
+    Load(LoadArgs),
+    /// Internal: the per-container monitor.
+    #[command(hide = true)]
+    Monitor {
+        /// The CLI stays attached and removes the container itself.
+        #[arg(long)]
+        attached: bool,
+        /// Container id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCmd {
+    /// Load images from an OCI or `docker save` archive.
+    Load(LoadArgs),
+    /// List images.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove images.
+    #[command(alias = "remove")]
+    Rm {
+        /// Remove even if a container uses it.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (reference or id).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Display detailed information on images.
+    Inspect {
+        /// Images (reference or id).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Archive file (OCI layout or `docker save`; plain, gzip or zstd).
+    #[arg(short, long)]
+    input: PathBuf,
+    /// Print only the loaded image references.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// Assign a name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Network: bridge (default), none, host or container:NAME|ID.
+    #[arg(long = "network", alias = "net", default_value = "bridge")]
+    network: String,
+    /// Mount the volumes of another container.
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    /// Bind mount or volume: [SOURCE:]DEST[:ro|rw].
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Environment variables.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Publish a port: [IP:]HOST:CONTAINER[/tcp|udp].
+    #[arg(short, long = "publish")]
+    publish: Vec<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Overwrite the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container host name.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Image.
+    image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            cmd: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            tty: self.tty,
+            interactive: self.interactive,
+            auto_remove: self.rm,
+            network: self.network.clone(),
+            volumes: self.volumes.clone(),
+            volumes_from: self.volumes_from.clone(),
+            publish: self.publish.clone(),
+            runtime: None,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_monitor = matches!(cli.command, Cmd::Monitor { .. });
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            if !is_monitor {
+                eprintln!("Error: {e:#}");
+            }
+            let code = e.downcast_ref::<UserError>().map_or(125, |u| u.code);
+            ExitCode::from(code.clamp(1, 255) as u8)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Cmd::Monitor { id, attached } => {
+            drop(out);
+            monitor::run(&engine, &id, attached)?;
+            Ok(0)
+        }
+        Cmd::Create(args) => {
+            let c = engine.create(&args.options())?;
+            writeln!(out, "{}", c.id)?;
+            Ok(0)
+        }
+        Cmd::Run(args) => run(&engine, &args, &mut out),
+        Cmd::Start { containers } => {
+            let mut failed = 0;
+            for name in containers {
+                match engine.find(&name).and_then(|c| engine.start(&c, false)) {
+                    Ok(()) => writeln!(out, "{name}")?,
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Cmd::Stop { time, containers } => {
+            let mut failed = 0;
+            for name in containers {
+                match engine
+                    .find(&name)
+                    .and_then(|c| engine.stop(&c, Duration::from_secs(time)))
+                {
+                    Ok(()) => writeln!(out, "{name}")?,
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Cmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
+            let mut failed = 0;
+            for name in containers {
+                match engine
+                    .find(&name)
+                    .and_then(|c| engine.remove(&c, force, volumes))
+                {
+                    Ok(()) => writeln!(out, "{name}")?,
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Cmd::Ps {
+            all,
+            quiet,
+            no_trunc,
+        } => {
+            ps(&engine, all, quiet, no_trunc, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Inspect { objects } => {
+            let mut docs = Vec::new();
+            let mut missing = Vec::new();
+            for o in &objects {
+                match engine.find(o) {
+                    Ok(c) => docs.push(inspect::container(&engine, &c)),
+                    Err(_) => match engine.images().and_then(|s| Ok(s.resolve(o)?)) {
+                        Ok(img) => docs.push(inspect::image(&engine, &img)?),
+                        Err(_) => missing.push(o.clone()),
+                    },
+                }
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+            for m in &missing {
+                eprintln!("Error: No such object: {m}");
+            }
+            Ok(if missing.is_empty() { 0 } else { 1 })
+        }
+        Cmd::Exec {
+            interactive,
+            tty,
+            env,
+            workdir,
+            container,
+            command,
+        } => {
+            let c = engine.find(&container)?;
+            drop(out);
+            engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
+        }
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => {
+            let c = engine.find(&container)?;
+            let tail = match tail.as_str() {
+                "all" => None,
+                n => Some(n.parse::<usize>().map_err(|_| {
+                    engine::user_error(format!(
+                        "invalid --tail {n:?}: expected a number or \"all\""
+                    ))
+                })?),
+            };
+            drop(out);
+            logs(&engine, &c.config.id, follow, tail, timestamps)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Load(args)) | Cmd::Load(args) => load(&engine, &args, &mut out),
+        Cmd::Image(ImageCmd::Ls) | Cmd::Images => {
+            images(&engine, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Rm { force, images }) => {
+            let store = engine.images()?;
+            let in_use: Vec<String> = engine
+                .list()?
+                .into_iter()
+                .map(|c| c.config.image_id)
+                .collect();
+            let mut failed = 0;
+            for i in images {
+                match store.remove(&i, &in_use, force) {
+                    Ok(lines) => {
+                        for l in lines {
+                            writeln!(out, "{l}")?;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Cmd::Image(ImageCmd::Inspect { images }) => {
+            let store = engine.images()?;
+            let mut docs = Vec::new();
+            let mut missing = Vec::new();
+            for i in &images {
+                match store.resolve(i) {
+                    Ok(img) => docs.push(inspect::image(&engine, &img)?),
+                    Err(e) => missing.push(e.to_string()),
+                }
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+            for m in &missing {
+                eprintln!("Error: {m}");
+            }
+            Ok(if missing.is_empty() { 0 } else { 1 })
+        }
+    }
+}
+
+fn run(engine: &Engine, args: &RunArgs, out: &mut impl Write) -> Result<i32> {
+    if args.interactive && !args.detach {
+        anyhow::bail!(engine::user_error(
+            "attaching stdin to a foreground container is not supported yet: use `run -d -i` and `exec -i`"
+        ));
+    }
+    let config = engine.create(&args.options())?;
+    let c = engine.reload(&config.id)?;
+    if let Err(e) = engine.start(&c, !args.detach) {
+        if args.rm {
+            let _ = engine.teardown(&config, true);
+        }
+        return Err(e);
+    }
+    if args.detach {
+        writeln!(out, "{}", config.id)?;
+        return Ok(0);
+    }
+    // Foreground: stream the log until the container exits, then exit with its code.
+    logs(engine, &config.id, true, None, false)?;
+    let done = engine.reload(&config.id)?;
+    let code = match done.state {
+        State::Exited { code, .. } => code,
+        _ => 125,
+    };
+    if args.rm {
+        engine.remove(&done, true, true)?;
+    }
+    Ok(code)
+}
+
+fn ps(engine: &Engine, all: bool, quiet: bool, no_trunc: bool, out: &mut impl Write) -> Result<()> {
+    let now = Utc::now();
+    let containers: Vec<_> = engine
+        .list()?
+        .into_iter()
+        .filter(|c| all || matches!(c.state, State::Running { .. }))
+        .collect();
+    if quiet {
+        for c in containers {
+            writeln!(
+                out,
+                "{}",
+                if no_trunc {
+                    &c.config.id[..]
+                } else {
+                    &c.config.id[..12]
+                }
+            )?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = containers
+        .iter()
+        .map(|c| {
+            let ports = c
+                .config
+                .ports
+                .iter()
+                .map(|p| {
+                    let proto = match p.protocol {
+                        peapod_sandbox::ports::Protocol::Tcp => "tcp",
+                        peapod_sandbox::ports::Protocol::Udp => "udp",
+                    };
+                    format!(
+                        "{}:{}->{}/{proto}",
+                        p.host_ip, p.host_port, p.container_port
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                if no_trunc {
+                    c.config.id.clone()
+                } else {
+                    c.config.id[..12].to_string()
+                },
+                c.config.image.clone(),
+                if no_trunc {
+                    format!("\"{}\"", c.config.args.join(" "))
+                } else {
+                    format::command_column(&c.config.args)
+                },
+                format::ago(c.config.created, now),
+                c.state.ps_status(now),
+                ports,
+                c.config.name.clone(),
+            ]
+        })
+        .collect();
+    format::table(
+        out,
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    )?;
+    Ok(())
+}
+
+fn load(engine: &Engine, args: &LoadArgs, out: &mut impl Write) -> Result<i32> {
+    let store = engine.images()?;
+    let loaded = store
+        .load(&args.input)
+        .with_context(|| format!("loading {}", args.input.display()))?;
+    for img in loaded {
+        if img.references.is_empty() {
+            writeln!(out, "Loaded image ID: {}", img.id)?;
+        }
+        for r in img.references {
+            let shown = peapod_image::Reference::parse(&r)
+                .map(|p| {
+                    format!(
+                        "{}:{}",
+                        p.familiar_repository(),
+                        p.tag.unwrap_or_else(|| "latest".into())
+                    )
+                })
+                .unwrap_or(r);
+            writeln!(out, "Loaded image: {shown}")?;
+        }
+    }
+    let _ = args.quiet;
+    Ok(0)
+}
+
+fn images(engine: &Engine, out: &mut impl Write) -> Result<()> {
+    let store = engine.images()?;
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for img in store.list()? {
+        let id = img.id.trim_start_matches("sha256:");
+        let created = img
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|c| format::ago(c.with_timezone(&Utc), now))
+            .unwrap_or_else(|| "N/A".into());
+        let size = format::human_size(img.size);
+        let refs: Vec<(String, String)> = img
+            .repo_tags
+            .iter()
+            .filter_map(|r| peapod_image::Reference::parse(r).ok())
+            .map(|r| {
+                (
+                    r.familiar_repository(),
+                    r.tag.unwrap_or_else(|| "<none>".into()),
+                )
+            })
+            .collect();
+        if refs.is_empty() {
+            rows.push(vec![
+                "<none>".into(),
+                "<none>".into(),
+                id[..12].to_string(),
+                created.clone(),
+                size.clone(),
+            ]);
+        }
+        for (repo, tag) in refs {
+            rows.push(vec![
+                repo,
+                tag,
+                id[..12].to_string(),
+                created.clone(),
+                size.clone(),
+            ]);
+        }
+    }
+    format::table(
+        out,
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &rows,
+    )?;
+    Ok(())
+}
+
+/// Prints a container's log; with `follow`, keeps printing until the container stopped.
+fn logs(
+    engine: &Engine,
+    id: &str,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> Result<()> {
+    let path = engine.log_path(id);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr().lock();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        if file.is_none() {
+            file = std::fs::File::open(&path).ok();
+        }
+        let mut chunk = Vec::new();
+        if let Some(f) = file.as_mut() {
+            f.read_to_end(&mut chunk)
+                .with_context(|| format!("reading {}", path.display()))?;
+        }
+        pending.extend_from_slice(&chunk);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let lines: Vec<Vec<u8>> = pending
+            .drain(..complete)
+            .collect::<Vec<u8>>()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let skip = match (first, tail) {
+            (true, Some(n)) => lines.len().saturating_sub(n),
+            _ => 0,
+        };
+        first = false;
+        for line in &lines[skip..] {
+            let Some(rec) = crilog::parse_record(line) else {
+                continue;
+            };
+            let w: &mut dyn Write = match rec.stream {
+                crilog::Stream::Stdout => &mut stdout,
+                crilog::Stream::Stderr => &mut stderr,
+            };
+            if timestamps {
+                write!(w, "{} ", rec.time)?;
+            }
+            w.write_all(rec.content)?;
+            if rec.full {
+                w.write_all(b"\n")?;
+            }
+        }
+        stdout.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        let c = engine.reload(id)?;
+        let monitor_done =
+            !peapod_store::Lock::is_held(&engine.container_dir(id).join("monitor.lock"))?;
+        if !matches!(c.state, State::Running { .. }) && monitor_done {
+            // One last read picks up what the monitor wrote before it finished.
+            let mut rest = Vec::new();
+            if let Some(f) = file.as_mut() {
+                f.read_to_end(&mut rest)?;
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                f.seek(SeekFrom::Current(-(rest.len() as i64)))?;
+                continue;
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -28,7 +28,11 @@ pub struct IoError {
 impl IoError {
     /// Wraps `source` with the operation and path.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self { op, path: path.into(), source }
+        Self {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -176,7 +180,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
     match fs::read(path) {
         Ok(data) => serde_json::from_slice(&data)
             .map(Some)
-            .map_err(|source| StateError::Corrupt { path: path.to_owned(), source }),
+            .map_err(|source| StateError::Corrupt {
+                path: path.to_owned(),
+                source,
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(IoError::new("read", path, e).into()),
     }
@@ -206,6 +213,31 @@ impl Lock {
             .map_err(|(_, e)| IoError::new("lock", path, e.into()))?;
         Ok(Self { _flock: flock })
     }
+
+    /// Takes the lock on `path` if no one holds it; `Ok(None)` when it is held elsewhere.
+    /// The file is created if missing.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Self>, IoError> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| IoError::new("open lock", path, e))?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => Ok(Some(Self { _flock: flock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(IoError::new("lock", path, e.into())),
+        }
+    }
+
+    /// Whether another process holds the lock on `path` right now.
+    pub fn is_held(path: &Path) -> Result<bool, IoError> {
+        if !path.exists() {
+            return Ok(false);
+        }
+        Ok(Self::try_exclusive(path)?.is_none())
+    }
 }
 
 /// A new random 64-hex-digit id, as Docker's container ids.
@@ -226,7 +258,10 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     }
 
@@ -245,9 +280,30 @@ mod tests {
     #[test]
     fn paths_under_root_stay_under_root() {
         let p = Paths::under(Path::new("/tmp/r"));
-        for d in [p.images(), p.containers(), p.netns(), p.runtime_state(), p.config_file(), p.log.clone()] {
+        for d in [
+            p.images(),
+            p.containers(),
+            p.netns(),
+            p.runtime_state(),
+            p.config_file(),
+            p.log.clone(),
+        ] {
             assert!(d.starts_with("/tmp/r"), "{}", d.display());
         }
+    }
+
+    #[test]
+    fn try_lock_sees_a_held_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        assert!(!Lock::is_held(&p).unwrap());
+        let held = Lock::exclusive(&p).unwrap();
+        // flock locks belong to the open file description, so a second open conflicts even
+        // within one process.
+        assert!(Lock::is_held(&p).unwrap());
+        assert!(Lock::try_exclusive(&p).unwrap().is_none());
+        drop(held);
+        assert!(!Lock::is_held(&p).unwrap());
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! `config.toml`: the engine's settings. Every field has a default, so a missing file is
+//! a valid configuration; an unknown key is an error naming it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use peapod_sandbox::NetworkConfig;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// OCI runtime name or path (`--runtime` wins); none = crun where it works, else runc.
+    pub runtime: Option<String>,
+    /// The cgroup parent of every container: `/<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
+    /// The built-in network.
+    pub network: NetworkConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            runtime: None,
+            cgroup_parent: "peapod".into(),
+            network: NetworkConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let cfg: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))?;
+        if cfg.cgroup_parent.is_empty()
+            || cfg.cgroup_parent.contains("..")
+            || cfg.cgroup_parent.starts_with('/')
+        {
+            anyhow::bail!(
+                "invalid configuration file {}: cgroup_parent {:?} must be a relative cgroup name without '..'",
+                path.display(),
+                cfg.cgroup_parent
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_default_and_unknown_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        assert_eq!(Config::load(&p).unwrap(), Config::default());
+        std::fs::write(
+            &p,
+            "runtime = \"runc\"\n[network]\nbridge = \"ppx\"\nsubnet = \"10.99.0.0/24\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.runtime.as_deref(), Some("runc"));
+        assert_eq!(c.network.bridge, "ppx");
+        std::fs::write(&p, "runtim = \"runc\"\n").unwrap();
+        let err = format!("{:#}", Config::load(&p).unwrap_err());
+        assert!(err.contains("unknown field `runtim`"), "{err}");
+    }
+}

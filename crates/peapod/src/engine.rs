@@ -1,0 +1,1094 @@
+//! The container engine: turns `run`/`start`/`stop`/`rm` into images, rootfs mounts,
+//! namespaces, network attachments, OCI bundles and monitor processes, and tears them down
+//! again. The CLI and (later) the API server are fronts over this one engine.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use peapod_image::ImageStore;
+use peapod_oci::cgroups::{self, CgroupLayout};
+use peapod_oci::runtime::Runtime;
+use peapod_oci::{
+    BindMount, ContainerPlan, ImageProcess, Namespace, Namespaces, ProcessOverrides, Seccomp,
+};
+use peapod_sandbox::ports::PortMapping;
+use peapod_sandbox::{netns, PodNetwork};
+use peapod_store::{Lock, Paths};
+
+use crate::config::Config;
+use crate::record::{
+    derive_state, ContainerConfig, ContainerStatus, MountRecord, NetworkMode, Observed, Phase,
+    State,
+};
+
+/// A user-facing error with the exit code the CLI should use (Docker's: 125 for engine
+/// errors, 126/127 when the command cannot be run).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    /// What to print.
+    pub message: String,
+    /// Exit code.
+    pub code: i32,
+}
+
+/// Fails with a Docker-style message and exit code 1.
+pub fn user_error(message: impl Into<String>) -> anyhow::Error {
+    UserError {
+        message: message.into(),
+        code: 1,
+    }
+    .into()
+}
+
+/// What `run`/`create` take.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--name`.
+    pub name: Option<String>,
+    /// Image reference or id.
+    pub image: String,
+    /// Arguments after the image.
+    pub cmd: Vec<String>,
+    /// `--entrypoint`.
+    pub entrypoint: Option<String>,
+    /// `-e`.
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--network`.
+    pub network: String,
+    /// `-v`.
+    pub volumes: Vec<String>,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<String>,
+    /// `-p`.
+    pub publish: Vec<String>,
+    /// `--runtime` for this container.
+    pub runtime: Option<String>,
+}
+
+/// One container as stored, with its derived state.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// What was asked and made.
+    pub config: ContainerConfig,
+    /// What the monitor recorded.
+    pub status: Option<ContainerStatus>,
+    /// The state derived now.
+    pub state: State,
+}
+
+/// The engine over one set of paths.
+#[derive(Debug)]
+pub struct Engine {
+    /// All directories.
+    pub paths: Paths,
+    /// The `--root` given, passed on to monitors.
+    pub root: Option<PathBuf>,
+    /// config.toml.
+    pub config: Config,
+    /// `--runtime` given on the command line.
+    pub runtime_override: Option<String>,
+}
+
+impl Engine {
+    /// Opens the engine with `root` (None: system paths) and loads config.toml.
+    pub fn new(root: Option<PathBuf>, runtime_override: Option<String>) -> Result<Self> {
+        let paths = match &root {
+            Some(r) => Paths::under(r),
+            None => Paths::system(),
+        };
+        let config = Config::load(&paths.config_file())?;
+        Ok(Self {
+            paths,
+            root,
+            config,
+            runtime_override,
+        })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> Result<ImageStore> {
+        ImageStore::open(&self.paths.images())
+            .with_context(|| format!("opening the image store {}", self.paths.images().display()))
+    }
+
+    fn network(&self) -> PodNetwork {
+        PodNetwork::new(
+            &self.paths.network(),
+            &self.paths.cni_conf_dir(),
+            self.config.network.clone(),
+        )
+    }
+
+    fn runtime_of(&self, cfg: &ContainerConfig) -> Runtime {
+        Runtime {
+            binary: cfg.runtime.clone(),
+            state_root: self.paths.runtime_state(),
+        }
+    }
+
+    /// The directory of one container.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.paths.containers().join(id)
+    }
+
+    /// The log file of one container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.paths.log.join("containers").join(format!("{id}.log"))
+    }
+
+    fn global_lock(&self) -> Result<Lock> {
+        Ok(Lock::exclusive(&self.paths.lib.join("containers.lock"))?)
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let dir = self.paths.containers();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else { continue };
+            if id.starts_with('.') {
+                continue;
+            }
+            if let Some(c) = self.load(id)? {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+        Ok(out)
+    }
+
+    /// Loads one container by full id, reconciling a status nobody can record any more.
+    fn load(&self, id: &str) -> Result<Option<Container>> {
+        let dir = self.container_dir(id);
+        let Some(config) = peapod_store::read_json::<ContainerConfig>(&dir.join("container.json"))?
+        else {
+            return Ok(None);
+        };
+        let status_path = dir.join("status.json");
+        let mut status = peapod_store::read_json::<ContainerStatus>(&status_path)?;
+        let observed = Observed {
+            process_alive: status
+                .as_ref()
+                .is_some_and(|s| s.pid > 0 && proc_start_time(s.pid) == Some(s.pid_start)),
+            monitor_alive: Lock::is_held(&dir.join("monitor.lock"))?,
+        };
+        let now = Utc::now();
+        let (state, reconcile) = derive_state(status.as_ref(), observed, now);
+        if reconcile {
+            if let Some(st) = status.as_mut() {
+                st.exit_code = Some(255);
+                st.finished_at = Some(now);
+                st.error = Some("the container's monitor died; its exit status is unknown".into());
+                peapod_store::write_json(&status_path, st)?;
+            }
+        }
+        Ok(Some(Container {
+            config,
+            status,
+            state,
+        }))
+    }
+
+    /// Finds a container by full id, name, or unique id prefix.
+    pub fn find(&self, name_or_id: &str) -> Result<Container> {
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| {
+            c.config.id == name_or_id || c.config.name == name_or_id.trim_start_matches('/')
+        }) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<_> = if name_or_id.is_empty() {
+            Vec::new()
+        } else {
+            all.iter()
+                .filter(|c| c.config.id.starts_with(name_or_id))
+                .collect()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(user_error(format!("No such container: {name_or_id}"))),
+            _ => Err(user_error(format!(
+                "multiple containers match the id prefix {name_or_id:?}; give more characters"
+            ))),
+        }
+    }
+
+    /// `create`: validates everything first, then makes the rootfs, volumes, netns, network
+    /// attachment, /etc files and bundle. On failure everything made is removed again.
+    pub fn create(&self, opts: &RunOptions) -> Result<ContainerConfig> {
+        // Validate every input before anything is made.
+        if let Some(name) = &opts.name {
+            validate_name(name)?;
+        }
+        let volume_specs = opts
+            .volumes
+            .iter()
+            .map(|v| parse_volume(v))
+            .collect::<Result<Vec<_>>>()?;
+        let ports = opts
+            .publish
+            .iter()
+            .map(|p| peapod_sandbox::ports::parse(p).map_err(|e| user_error(e.to_string())))
+            .collect::<Result<Vec<PortMapping>>>()?;
+        let network_mode = self.parse_network(&opts.network)?;
+        if !ports.is_empty() && !matches!(network_mode, NetworkMode::Bridge) {
+            bail!(user_error(format!(
+                "conflicting options: port publishing and the {} network mode",
+                network_mode.docker_name()
+            )));
+        }
+        let mut volumes_from = Vec::new();
+        for spec in &opts.volumes_from {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+                Some(_) => bail!(user_error(format!(
+                    "invalid --volumes-from {spec:?}: expected CONTAINER[:ro|:rw]"
+                ))),
+                None => (spec.as_str(), None),
+            };
+            let source = self.find(name)?;
+            volumes_from.push((source, mode));
+        }
+        let images = self.images()?;
+        let image = images.resolve(&opts.image).map_err(|e| {
+            user_error(format!(
+                "Unable to find image '{}' locally: {e}",
+                opts.image
+            ))
+        })?;
+        let image_config = images.config(&image)?;
+        let ic = image_config.config().clone().unwrap_or_default();
+        let image_process = ImageProcess {
+            entrypoint: ic.entrypoint().clone().unwrap_or_default(),
+            cmd: ic.cmd().clone().unwrap_or_default(),
+            env: ic.env().clone().unwrap_or_default(),
+            working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
+            user: ic.user().clone().filter(|u| !u.is_empty()),
+        };
+        let mut env = Vec::new();
+        for e in &opts.env {
+            if e.contains('=') {
+                env.push(e.clone());
+            } else if let Ok(v) = std::env::var(e) {
+                env.push(format!("{e}={v}"));
+            }
+        }
+        let overrides = ProcessOverrides {
+            entrypoint: opts.entrypoint.clone(),
+            cmd: opts.cmd.clone(),
+            env,
+            working_dir: opts.workdir.clone(),
+            user: opts.user.clone(),
+        };
+        let process = peapod_oci::merge_process(&image_process, &overrides)
+            .map_err(|e| user_error(e.to_string()))?;
+        let runtime_name = opts
+            .runtime
+            .clone()
+            .or_else(|| self.runtime_override.clone())
+            .or_else(|| self.config.runtime.clone());
+        let runtime = Runtime::resolve(runtime_name.as_deref(), &self.paths.runtime_state())
+            .map_err(|e| user_error(e.to_string()))?;
+
+        let id = peapod_store::new_id();
+        let mut mounts = Vec::new();
+        for (source, mode) in &volumes_from {
+            for m in &source.config.mounts {
+                let mut m = m.clone();
+                if let Some(mode) = mode {
+                    m.rw = *mode == "rw";
+                    m.mode = (*mode).to_string();
+                }
+                m.anonymous = false;
+                mounts.push(m);
+            }
+        }
+        for v in &volume_specs {
+            mounts.retain(|m: &MountRecord| m.destination != v.destination);
+            mounts.push(self.volume_mount(v));
+        }
+        if let Some(image_volumes) = ic.volumes() {
+            for dest in image_volumes {
+                if !mounts.iter().any(|m| &m.destination == dest) {
+                    mounts.push(self.volume_mount(&VolumeSpec {
+                        source: None,
+                        destination: dest.clone(),
+                        readonly: false,
+                        mode: String::new(),
+                    }));
+                }
+            }
+        }
+        let netns_pin = matches!(network_mode, NetworkMode::Bridge | NetworkMode::None)
+            .then(|| self.paths.netns().join(&id));
+        let hostname = match &network_mode {
+            NetworkMode::Container(target) => self
+                .load(target)?
+                .map(|c| c.config.hostname)
+                .unwrap_or_default(),
+            NetworkMode::Host => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            _ => opts
+                .hostname
+                .clone()
+                .unwrap_or_else(|| id[..12].to_string()),
+        };
+        let mut config = ContainerConfig {
+            id: id.clone(),
+            name: String::new(),
+            created: Utc::now(),
+            image: opts.image.clone(),
+            image_id: image.id.clone(),
+            args: process.args.clone(),
+            env: process.env.clone(),
+            cwd: process.cwd.clone(),
+            user: process.user.clone(),
+            tty: opts.tty,
+            open_stdin: opts.interactive,
+            auto_remove: opts.auto_remove,
+            hostname,
+            network_mode,
+            netns: netns_pin,
+            endpoint: None,
+            mounts,
+            ports,
+            runtime: runtime.binary.clone(),
+            cgroups_path: format!("/{}/{}", self.config.cgroup_parent, id),
+            phase: Phase::Creating,
+            labels: BTreeMap::new(),
+        };
+
+        // Write-ahead: the record (with every resource it is about to make) is on disk
+        // before the first resource exists, so `rm -f` can undo a creation killed halfway.
+        {
+            let _lock = self.global_lock()?;
+            let taken: Vec<String> = self.list()?.into_iter().map(|c| c.config.name).collect();
+            config.name = match &opts.name {
+                Some(n) => {
+                    if taken.iter().any(|t| t == n) {
+                        let other = self.find(n)?;
+                        bail!(user_error(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                            other.config.id
+                        )));
+                    }
+                    n.clone()
+                }
+                None => generate_name(&taken),
+            };
+            let staging = self.paths.containers().join(format!(".{id}"));
+            peapod_store::create_dir_all(&staging)?;
+            peapod_store::write_json(&staging.join("container.json"), &config)?;
+            fs::rename(&staging, self.container_dir(&id))
+                .with_context(|| format!("committing {}", self.container_dir(&id).display()))?;
+        }
+
+        match self.make_resources(&mut config, &image, &images, &process) {
+            Ok(()) => Ok(config),
+            Err(e) => {
+                let cleanup = self.teardown(&config, true);
+                match cleanup {
+                    Ok(()) => Err(e),
+                    Err(c) => Err(e.context(format!(
+                        "and removing the half-made container failed too: {c:#}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn make_resources(
+        &self,
+        config: &mut ContainerConfig,
+        image: &peapod_image::ImageRecord,
+        images: &ImageStore,
+        process: &peapod_oci::MergedProcess,
+    ) -> Result<()> {
+        let dir = self.container_dir(&config.id);
+        for m in &config.mounts {
+            if !m.source.exists() {
+                fs::create_dir_all(&m.source)
+                    .with_context(|| format!("creating volume directory {}", m.source.display()))?;
+            }
+        }
+        let rootfs = dir.join("rootfs");
+        peapod_image::rootfs::mount(
+            &images.layer_dirs(image),
+            &dir.join("upper"),
+            &dir.join("work"),
+            &rootfs,
+        )
+        .with_context(|| format!("mounting the root filesystem at {}", rootfs.display()))?;
+        self.ensure_network(config)?;
+        self.write_etc_files(config)?;
+        self.write_bundle(config, process)?;
+        config.phase = Phase::Created;
+        peapod_store::write_json(&dir.join("container.json"), config)?;
+        Ok(())
+    }
+
+    /// Makes (or re-makes after a reboot) the container's netns and network attachment.
+    fn ensure_network(&self, config: &mut ContainerConfig) -> Result<()> {
+        let Some(pin) = config.netns.clone() else {
+            return Ok(());
+        };
+        if !pin.exists() {
+            netns::create(&pin)
+                .with_context(|| format!("creating the network namespace {}", pin.display()))?;
+        }
+        if config.network_mode == NetworkMode::Bridge {
+            let endpoint = self
+                .network()
+                .attach(&config.id, &pin)
+                .context("attaching the container to the network")?;
+            config.endpoint = Some(endpoint);
+            peapod_store::write_json(
+                &self.container_dir(&config.id).join("container.json"),
+                config,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_etc_files(&self, config: &ContainerConfig) -> Result<()> {
+        let dir = self.container_dir(&config.id);
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let hosts = match &config.network_mode {
+            NetworkMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            _ => {
+                peapod_sandbox::etc::hosts(&config.hostname, config.endpoint.as_ref().map(|e| e.ip))
+            }
+        };
+        if !matches!(config.network_mode, NetworkMode::Container(_)) {
+            peapod_store::atomic_write(&dir.join("hosts"), hosts.as_bytes())?;
+            peapod_store::atomic_write(
+                &dir.join("resolv.conf"),
+                peapod_sandbox::etc::resolv_conf(&host_resolv).as_bytes(),
+            )?;
+            peapod_store::atomic_write(
+                &dir.join("hostname"),
+                format!("{}\n", config.hostname).as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The directory holding the /etc files this container mounts (the network owner's).
+    fn etc_dir(&self, config: &ContainerConfig) -> PathBuf {
+        match &config.network_mode {
+            NetworkMode::Container(target) => self.container_dir(target),
+            _ => self.container_dir(&config.id),
+        }
+    }
+
+    fn write_bundle(
+        &self,
+        config: &ContainerConfig,
+        process: &peapod_oci::MergedProcess,
+    ) -> Result<()> {
+        let dir = self.container_dir(&config.id);
+        let rootfs = dir.join("rootfs");
+        let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+        let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+        let user = peapod_oci::resolve_user(&process.user, &passwd, &group)
+            .map_err(|e| user_error(e.to_string()))?;
+        let network = match &config.network_mode {
+            NetworkMode::Host => Namespace::Host,
+            NetworkMode::Container(target) => {
+                let owner = self
+                    .load(target)?
+                    .ok_or_else(|| user_error(format!("No such container: {target}")))?;
+                match &owner.config.netns {
+                    Some(pin) => Namespace::Join(pin.clone()),
+                    None => Namespace::Host,
+                }
+            }
+            NetworkMode::Bridge | NetworkMode::None => Namespace::Join(
+                config
+                    .netns
+                    .clone()
+                    .ok_or_else(|| anyhow!("container {} has no network namespace", config.id))?,
+            ),
+        };
+        let layout = cgroups::detect(Path::new("/sys/fs/cgroup"));
+        let namespaces = Namespaces {
+            network,
+            ipc: Namespace::New,
+            uts: Namespace::New,
+            pid: Namespace::New,
+            // Docker's default cgroupns mode: host on v1, private on v2.
+            cgroup: if layout == CgroupLayout::V2 {
+                Namespace::New
+            } else {
+                Namespace::Host
+            },
+        };
+        let etc = self.etc_dir(config);
+        let mut mounts: Vec<BindMount> = config
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                source: m.source.clone(),
+                destination: m.destination.clone(),
+                readonly: !m.rw,
+            })
+            .collect();
+        for f in ["hostname", "hosts", "resolv.conf"] {
+            mounts.push(BindMount {
+                source: etc.join(f),
+                destination: format!("/etc/{f}"),
+                readonly: false,
+            });
+        }
+        let plan = ContainerPlan {
+            rootfs,
+            process: process.clone(),
+            user,
+            terminal: config.tty,
+            hostname: Some(config.hostname.clone()),
+            namespaces,
+            mounts,
+            cgroups_path: config.cgroups_path.clone(),
+            seccomp: Seccomp::RuntimeDefault,
+            annotations: BTreeMap::from([(
+                "io.peapod.container.name".to_string(),
+                config.name.clone(),
+            )]),
+        };
+        let spec = peapod_oci::spec_for(&plan);
+        peapod_oci::write_bundle(&dir.join("bundle"), &spec)?;
+        Ok(())
+    }
+
+    fn parse_network(&self, s: &str) -> Result<NetworkMode> {
+        Ok(match s {
+            "" | "bridge" | "default" => NetworkMode::Bridge,
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            other => match other.strip_prefix("container:") {
+                Some(target) if !target.is_empty() => {
+                    let c = self.find(target)?;
+                    if !matches!(c.state, State::Running { .. }) {
+                        bail!(user_error(format!(
+                            "cannot join network namespace of a non running container: container {} is {}",
+                            c.config.name,
+                            c.state.docker_status()
+                        )));
+                    }
+                    // Joining a container that itself joined another means joining the owner.
+                    match c.config.network_mode {
+                        NetworkMode::Container(owner) => NetworkMode::Container(owner),
+                        NetworkMode::Host => NetworkMode::Host,
+                        _ => NetworkMode::Container(c.config.id),
+                    }
+                }
+                _ => bail!(user_error(format!(
+                    "invalid --network {other:?}: expected bridge, none, host or container:NAME|ID"
+                ))),
+            },
+        })
+    }
+
+    fn volume_mount(&self, v: &VolumeSpec) -> MountRecord {
+        match &v.source {
+            Some(VolumeSource::Host(p)) => MountRecord {
+                kind: "bind".into(),
+                name: None,
+                source: p.clone(),
+                destination: v.destination.clone(),
+                rw: !v.readonly,
+                mode: v.mode.clone(),
+                anonymous: false,
+            },
+            Some(VolumeSource::Named(n)) => MountRecord {
+                kind: "volume".into(),
+                name: Some(n.clone()),
+                source: self.paths.volumes().join(n).join("_data"),
+                destination: v.destination.clone(),
+                rw: !v.readonly,
+                mode: v.mode.clone(),
+                anonymous: false,
+            },
+            None => {
+                let name = peapod_store::new_id();
+                MountRecord {
+                    kind: "volume".into(),
+                    source: self.paths.volumes().join(&name).join("_data"),
+                    name: Some(name),
+                    destination: v.destination.clone(),
+                    rw: !v.readonly,
+                    mode: v.mode.clone(),
+                    anonymous: true,
+                }
+            }
+        }
+    }
+
+    /// Starts a created or exited container through a new monitor; returns once the
+    /// container's process runs (or with the monitor's error).
+    pub fn start(&self, c: &Container, attached: bool) -> Result<()> {
+        if let State::Running { .. } = c.state {
+            return Ok(());
+        }
+        if c.config.phase != Phase::Created {
+            bail!(user_error(format!(
+                "container {} was not fully created (its creation was interrupted); remove it with `peapod rm -f {}`",
+                c.config.name, c.config.name
+            )));
+        }
+        if let NetworkMode::Container(target) = &c.config.network_mode {
+            match self.load(target)? {
+                Some(t) if matches!(t.state, State::Running { .. }) => {}
+                _ => bail!(user_error(format!(
+                    "cannot join network namespace of container {target}: it is not running"
+                ))),
+            }
+        }
+        let mut config = c.config.clone();
+        let dir = self.container_dir(&config.id);
+        // After a reboot /run is empty and overlay mounts are gone: make them again.
+        let images = self.images()?;
+        let image = images.resolve(&config.image_id)?;
+        peapod_image::rootfs::mount(
+            &images.layer_dirs(&image),
+            &dir.join("upper"),
+            &dir.join("work"),
+            &dir.join("rootfs"),
+        )?;
+        if config.netns.as_ref().is_some_and(|p| !p.exists()) {
+            self.ensure_network(&mut config)?;
+        }
+        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let mut cmd = Command::new(exe);
+        if let Some(root) = &self.root {
+            cmd.arg("--root").arg(root);
+        }
+        cmd.arg("monitor");
+        if attached {
+            cmd.arg("--attached");
+        }
+        cmd.arg(&config.id);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the container monitor")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("reading the monitor's report")?;
+        let line = line.trim_end();
+        if line == "ok" {
+            return Ok(());
+        }
+        let _ = child.wait();
+        let msg = line.strip_prefix("error: ").unwrap_or(if line.is_empty() {
+            "the monitor exited before starting the container"
+        } else {
+            line
+        });
+        let code = if msg.contains("executable file not found")
+            || msg.contains("no such file or directory")
+        {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            125
+        };
+        Err(UserError {
+            message: format!("failed to start container {}: {msg}", config.name),
+            code,
+        }
+        .into())
+    }
+
+    /// `stop`: SIGTERM, up to `timeout`, then SIGKILL; returns once the process is gone.
+    pub fn stop(&self, c: &Container, timeout: Duration) -> Result<()> {
+        let State::Running { pid, .. } = c.state else {
+            return Ok(());
+        };
+        let runtime = self.runtime_of(&c.config);
+        let pid_start = c.status.as_ref().map(|s| s.pid_start).unwrap_or_default();
+        let alive = || proc_start_time(pid) == Some(pid_start);
+        runtime.kill(&c.config.id, libc::SIGTERM, false)?;
+        if !wait_until(timeout, || !alive()) {
+            runtime.kill(&c.config.id, libc::SIGKILL, true)?;
+            if !wait_until(Duration::from_secs(10), || !alive()) {
+                bail!(
+                    "container {} did not die 10 s after SIGKILL (pid {pid})",
+                    c.config.name
+                );
+            }
+        }
+        self.wait_monitor(&c.config.id, Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// Waits (bounded) for the monitor to record the exit and let go of its lock.
+    fn wait_monitor(&self, id: &str, limit: Duration) -> bool {
+        let lock = self.container_dir(id).join("monitor.lock");
+        wait_until(limit, || !Lock::is_held(&lock).unwrap_or(false))
+    }
+
+    /// `rm`: refuses a running container unless `force` (then kills it), then removes
+    /// every resource. Idempotent.
+    pub fn remove(&self, c: &Container, force: bool, volumes: bool) -> Result<()> {
+        if let State::Running { .. } = c.state {
+            if !force {
+                bail!(user_error(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    c.config.name
+                )));
+            }
+        }
+        // Kill whatever the runtime still knows of (also a process whose monitor died or a
+        // creation interrupted between `create` and `start`).
+        let runtime = self.runtime_of(&c.config);
+        runtime.kill(&c.config.id, libc::SIGKILL, true)?;
+        if let Some(st) = &c.status {
+            let (pid, start) = (st.pid, st.pid_start);
+            if pid > 0
+                && !wait_until(Duration::from_secs(10), || {
+                    proc_start_time(pid) != Some(start)
+                })
+            {
+                bail!(
+                    "container {} (pid {pid}) did not die after SIGKILL",
+                    c.config.name
+                );
+            }
+        }
+        self.wait_monitor(&c.config.id, Duration::from_secs(10));
+        self.teardown(&c.config, volumes)
+    }
+
+    /// Removes every resource of a container, each step idempotent and attempted even when
+    /// an earlier one failed; the errors are reported together.
+    pub fn teardown(&self, config: &ContainerConfig, volumes: bool) -> Result<()> {
+        let _lock = self.global_lock()?;
+        let dir = self.container_dir(&config.id);
+        let mut errors: Vec<String> = Vec::new();
+        if let Err(e) = self.runtime_of(config).delete(&config.id) {
+            errors.push(format!("deleting the runtime container: {e}"));
+        }
+        if let Err(e) = peapod_image::rootfs::unmount(&dir.join("rootfs")) {
+            errors.push(format!("unmounting the root filesystem: {e}"));
+        }
+        if let Some(pin) = &config.netns {
+            if config.network_mode == NetworkMode::Bridge {
+                if let Err(e) = self.network().detach(&config.id, pin) {
+                    errors.push(format!("detaching from the network: {e}"));
+                }
+            }
+            if let Err(e) = netns::remove(pin) {
+                errors.push(format!(
+                    "removing the network namespace {}: {e}",
+                    pin.display()
+                ));
+            }
+        }
+        if volumes {
+            for m in config.mounts.iter().filter(|m| m.anonymous) {
+                if let Some(vol_dir) = m.source.parent() {
+                    if let Err(e) = fs::remove_dir_all(vol_dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            errors.push(format!("removing volume {}: {e}", vol_dir.display()));
+                        }
+                    }
+                }
+            }
+        }
+        let log = self.log_path(&config.id);
+        if let Err(e) = fs::remove_file(&log) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("removing {}: {e}", log.display()));
+            }
+        }
+        if errors.is_empty() {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("removing {}: {e}", dir.display()));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "removing container {} left work undone: {}",
+                config.name,
+                errors.join("; ")
+            ))
+        }
+    }
+
+    /// `exec`: runs a process in the running container; returns its exit code.
+    pub fn exec(
+        &self,
+        c: &Container,
+        args: &[String],
+        tty: bool,
+        interactive: bool,
+        env: &[String],
+        workdir: Option<&str>,
+    ) -> Result<i32> {
+        if !matches!(c.state, State::Running { .. }) {
+            bail!(UserError {
+                message: format!("container {} is not running", c.config.id),
+                code: 1
+            });
+        }
+        if args.is_empty() {
+            bail!(user_error(
+                "exec needs a command: peapod exec CONTAINER COMMAND [ARG...]"
+            ));
+        }
+        let mut full_env = c.config.env.clone();
+        for e in env {
+            let key = e.split('=').next().unwrap_or_default();
+            full_env.retain(|x| x.split('=').next() != Some(key));
+            full_env.push(e.clone());
+        }
+        let mut cmd = self.runtime_of(&c.config).exec_command(
+            &c.config.id,
+            args,
+            tty,
+            &full_env,
+            workdir.or(Some(&c.config.cwd)),
+        );
+        if !interactive {
+            cmd.stdin(Stdio::null());
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("running {}", c.config.runtime.display()))?;
+        Ok(exit_code(status))
+    }
+
+    /// Reads the container's status file again (after the monitor recorded an exit).
+    pub fn reload(&self, id: &str) -> Result<Container> {
+        self.load(id)?
+            .ok_or_else(|| user_error(format!("No such container: {id}")))
+    }
+}
+
+/// The exit code of a finished process as a shell reports it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Polls `done` every 10 ms until it holds or `limit` passed.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The start time of `pid` (field 22 of /proc/PID/stat), None when there is no such process
+/// (or it is a zombie, which is as good as gone).
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Docker's container name rule.
+fn validate_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        bail!(user_error(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn generate_name(taken: &[String]) -> String {
+    const LEFT: [&str; 16] = [
+        "admiring", "brave", "busy", "clever", "eager", "focused", "gifted", "happy", "jolly",
+        "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant",
+    ];
+    const RIGHT: [&str; 16] = [
+        "babbage", "curie", "darwin", "euclid", "fermi", "galois", "hopper", "knuth", "lovelace",
+        "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
+    ];
+    loop {
+        let id = peapod_store::new_id();
+        let b = id.as_bytes();
+        let name = format!(
+            "{}_{}",
+            LEFT[(b[0] % 16) as usize],
+            RIGHT[(b[1] % 16) as usize]
+        );
+        let name = if taken.contains(&name) {
+            format!("{name}_{}", &id[..4])
+        } else {
+            name
+        };
+        if !taken.contains(&name) {
+            return name;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VolumeSource {
+    Host(PathBuf),
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VolumeSpec {
+    source: Option<VolumeSource>,
+    destination: String,
+    readonly: bool,
+    mode: String,
+}
+
+/// Parses `-v [SRC:]DST[:ro|rw]` as Docker does.
+fn parse_volume(spec: &str) -> Result<VolumeSpec> {
+    let bad = |why: &str| {
+        user_error(format!(
+            "invalid volume specification: '{spec}': {why} (expected [SOURCE:]DESTINATION[:ro|rw])"
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (source, dest, mode) = match parts.as_slice() {
+        [d] => (None, *d, ""),
+        [s, d] => (Some(*s), *d, ""),
+        [s, d, m] => (Some(*s), *d, *m),
+        _ => return Err(bad("too many colons")),
+    };
+    if !dest.starts_with('/') {
+        return Err(bad("the destination must be an absolute path"));
+    }
+    if dest == "/" {
+        return Err(bad("the destination can't be '/'"));
+    }
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        other => return Err(bad(&format!("unknown mode {other:?}"))),
+    };
+    let source = match source {
+        None => None,
+        Some("") => return Err(bad("the source is empty")),
+        Some(s) if s.starts_with('/') => Some(VolumeSource::Host(PathBuf::from(s))),
+        Some(s) => {
+            let valid = s.len() >= 2
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !valid {
+                return Err(bad(&format!(
+                    "{s:?} includes invalid characters for a local volume name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed; a host path must be absolute"
+                )));
+            }
+            Some(VolumeSource::Named(s.to_string()))
+        }
+    };
+    Ok(VolumeSpec {
+        source,
+        destination: dest.to_string(),
+        readonly,
+        mode: mode.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_specs_parse_as_docker() {
+        let v = parse_volume("/data").unwrap();
+        assert_eq!(v.source, None);
+        let v = parse_volume("/host:/ctr:ro").unwrap();
+        assert_eq!(v.source, Some(VolumeSource::Host("/host".into())));
+        assert!(v.readonly);
+        let v = parse_volume("myvol:/ctr").unwrap();
+        assert_eq!(v.source, Some(VolumeSource::Named("myvol".into())));
+        for bad in [
+            "relative",
+            "/a:b",
+            "/a:/b:xx",
+            "/a:/b:ro:z",
+            "bad name!:/x",
+            ":/x",
+            "/a:/",
+        ] {
+            let err = parse_volume(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("invalid volume specification") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_follow_docker_rule() {
+        validate_name("test1").unwrap();
+        validate_name("a.b-c_d").unwrap();
+        for bad in ["", "x", "-lead", "has space", "slash/x"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        let n = generate_name(&[]);
+        assert!(n.contains('_'));
+        validate_name(&n).unwrap();
+    }
+
+    #[test]
+    fn proc_start_time_of_self_and_of_nothing() {
+        let me = std::process::id() as i32;
+        assert!(proc_start_time(me).is_some());
+        assert_eq!(proc_start_time(me), proc_start_time(me));
+        assert!(proc_start_time(i32::MAX).is_none());
+    }
+}

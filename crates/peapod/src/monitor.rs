@@ -1,0 +1,286 @@
+//! The container monitor: one small single-threaded process per running container, detached
+//! from the CLI (its own session). It is the subreaper of the container's processes, holds
+//! their stdin and tty, writes their output to the CRI log, and records the start and the
+//! exit durably in `status.json`. It holds `monitor.lock` for its whole life, so others
+//! can tell whether it is alive without trusting pids.
+//!
+//! It never touches other containers, the image store or the network configuration
+//! (except tearing down its own container for `--rm`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use chrono::Utc;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use peapod_oci::runtime::{ConsoleSocket, Runtime};
+use peapod_store::Lock;
+
+use crate::crilog::{LineSplitter, Stream};
+use crate::engine::{proc_start_time, Engine};
+use crate::record::{ContainerConfig, ContainerStatus};
+
+/// Entry point of `peapod monitor ID`. Reports `ok` or `error: …` on stdout once the
+/// container runs (or failed to), then keeps running until the container exits.
+pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
+    // Our own session: no terminal signals, and the CLI's exit does not touch us.
+    let _ = nix::unistd::setsid();
+    let dir = engine.container_dir(id);
+    let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
+        .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
+    match start(engine, id) {
+        Ok(started) => {
+            println!("ok");
+            let _ = io::stdout().flush();
+            // The CLI is gone or going: nothing more goes to the pipe.
+            if let Ok(null) = File::options().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&null);
+            }
+            let result = supervise(engine, started);
+            let config = peapod_store::read_json::<ContainerConfig>(&dir.join("container.json"))?;
+            drop(lock);
+            if let Some(config) = config {
+                if config.auto_remove && !attached {
+                    engine.teardown(&config, true)?;
+                }
+            }
+            result
+        }
+        Err(e) => {
+            println!("error: {e:#}");
+            Err(e)
+        }
+    }
+}
+
+/// The container's output: a pty, or stdout/stderr pipes.
+enum Output {
+    Tty(OwnedFd),
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        _stdin: Option<OwnedFd>,
+    },
+}
+
+struct Started {
+    config: ContainerConfig,
+    runtime: Runtime,
+    pid: i32,
+    status: ContainerStatus,
+    output: Output,
+    log: File,
+    _proxy: Option<peapod_sandbox::ports::Proxy>,
+}
+
+fn start(engine: &Engine, id: &str) -> Result<Started> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .context("becoming the subreaper of the container")?;
+    let dir = engine.container_dir(id);
+    let config: ContainerConfig = peapod_store::read_json(&dir.join("container.json"))?
+        .ok_or_else(|| anyhow!("container {id} has no record"))?;
+    let runtime = Runtime {
+        binary: config.runtime.clone(),
+        state_root: engine.paths.runtime_state(),
+    };
+    // A previous run of this container may still be known to the runtime.
+    runtime.delete(id)?;
+    let log_path = engine.log_path(id);
+    peapod_store::create_dir_all(log_path.parent().expect("log path has a parent"))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening the log {}", log_path.display()))?;
+    let bundle = dir.join("bundle");
+    let pid_file = dir.join("pid");
+    let _ = fs::remove_file(&pid_file);
+    let output = if config.tty {
+        let sock_dir = engine.paths.run.join("console");
+        peapod_store::create_dir_all(&sock_dir)?;
+        let console = ConsoleSocket::bind(&sock_dir.join(format!("{}.sock", &id[..12])))
+            .context("binding the console socket")?;
+        let created = runtime.create(
+            id,
+            &bundle,
+            &pid_file,
+            Some(console.path()),
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        );
+        let master = created.map_err(anyhow::Error::from).and_then(|()| {
+            console
+                .receive_pty()
+                .context("receiving the container's terminal")
+        });
+        let _ = fs::remove_file(console.path());
+        Output::Tty(master?)
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe().context("creating the stdout pipe")?;
+        let (err_r, err_w) = nix::unistd::pipe().context("creating the stderr pipe")?;
+        let (stdin, keep) = if config.open_stdin {
+            let (in_r, in_w) = nix::unistd::pipe().context("creating the stdin pipe")?;
+            (Stdio::from(in_r), Some(in_w))
+        } else {
+            (Stdio::null(), None)
+        };
+        runtime.create(
+            id,
+            &bundle,
+            &pid_file,
+            None,
+            [stdin, Stdio::from(out_w), Stdio::from(err_w)],
+        )?;
+        Output::Pipes {
+            stdout: out_r,
+            stderr: err_r,
+            _stdin: keep,
+        }
+    };
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("parsing {}", pid_file.display()))?;
+    let proxy = match (&config.endpoint, config.ports.is_empty()) {
+        (Some(ep), false) => {
+            Some(peapod_sandbox::ports::spawn(&config.ports, ep.ip).context("publishing ports")?)
+        }
+        _ => None,
+    };
+    if let Err(e) = runtime.start(id) {
+        let _ = runtime.delete(id);
+        return Err(e.into());
+    }
+    let status = ContainerStatus {
+        pid,
+        pid_start: proc_start_time(pid).unwrap_or_default(),
+        started_at: Some(Utc::now()),
+        ..Default::default()
+    };
+    peapod_store::write_json(&dir.join("status.json"), &status)?;
+    Ok(Started {
+        config,
+        runtime,
+        pid,
+        status,
+        output,
+        log,
+        _proxy: proxy,
+    })
+}
+
+/// Copies output to the log until the container's init exits, then records the exit.
+fn supervise(engine: &Engine, mut s: Started) -> Result<()> {
+    let mut mask = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(sig);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let sigfd = SignalFd::new(&mask).context("creating the signalfd")?;
+    let mut streams: Vec<(OwnedFd, LineSplitter)> = match s.output {
+        Output::Tty(ref master) => vec![(master.try_clone()?, LineSplitter::new(Stream::Stdout))],
+        Output::Pipes {
+            ref stdout,
+            ref stderr,
+            ..
+        } => vec![
+            (stdout.try_clone()?, LineSplitter::new(Stream::Stdout)),
+            (stderr.try_clone()?, LineSplitter::new(Stream::Stderr)),
+        ],
+    };
+    let mut exit: Option<i32> = reap(s.pid);
+    let mut drain_deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exit.is_some()
+            && (streams.is_empty() || drain_deadline.is_some_and(|d| Instant::now() >= d))
+        {
+            break;
+        }
+        let timeout = match drain_deadline {
+            Some(_) => PollTimeout::from(50u16),
+            None => PollTimeout::NONE,
+        };
+        let mut fds: Vec<PollFd> = Vec::with_capacity(streams.len() + 1);
+        fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        for (fd, _) in &streams {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("polling the container's output"),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+            if let Some(code) = reap(s.pid) {
+                exit = Some(code);
+            }
+        }
+        let mut closed = Vec::new();
+        for (i, (fd, splitter)) in streams.iter_mut().enumerate() {
+            if !ready[i + 1] {
+                continue;
+            }
+            match nix::unistd::read(fd.as_fd(), &mut buf) {
+                Ok(0) | Err(Errno::EIO) => closed.push(i),
+                Ok(n) => {
+                    let _ = splitter.feed(&buf[..n], Utc::now(), &mut s.log);
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => closed.push(i),
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let (_, mut splitter) = streams.remove(i);
+            let _ = splitter.finish(Utc::now(), &mut s.log);
+        }
+        if exit.is_some() && drain_deadline.is_none() {
+            // Output still buffered in the pipes or the pty is read for a bounded time.
+            drain_deadline = Some(Instant::now() + Duration::from_millis(500));
+        }
+    }
+    for (_, mut splitter) in streams {
+        let _ = splitter.finish(Utc::now(), &mut s.log);
+    }
+    let _ = s.log.sync_data();
+    let code = exit.unwrap_or(255);
+    s.status.exit_code = Some(code);
+    s.status.finished_at = Some(Utc::now());
+    peapod_store::write_json(
+        &engine.container_dir(&s.config.id).join("status.json"),
+        &s.status,
+    )?;
+    // Releases the runtime's state and the container's cgroup right away.
+    s.runtime.delete(&s.config.id)?;
+    Ok(())
+}
+
+/// Reaps every exited child; returns the container init's exit code once it is among them.
+fn reap(pid: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => found = Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
+                found = Some(128 + sig as i32)
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(_) => {}
+        }
+    }
+}
