@@ -181,8 +181,8 @@ fn ensure_bridge(
     Ok(index)
 }
 
-/// Inside the pod: eth0's address and the default route via the gateway (eth0 was created
-/// up, so the subnet's connected route is there).
+/// Inside the pod: eth0 up, its address (which brings the subnet's connected route), and
+/// the default route via the gateway.
 fn configure_pod_side(
     nl: &Netlink,
     ip: Ipv4Addr,
@@ -195,6 +195,7 @@ fn configure_pod_side(
             io::Error::from_raw_os_error(ENODEV),
         )
     })?;
+    nl.set_up(eth0.header.index, "eth0 in the pod netns")?;
     nl.add_address(eth0.header.index, ip, prefix, "eth0 in the pod netns")?;
     nl.add_default_route(gateway)
 }

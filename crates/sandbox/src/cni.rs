@@ -144,8 +144,9 @@ pub(crate) fn attach(
     owner: &str,
     netns: &Path,
 ) -> Result<Endpoint, NetworkError> {
-    // A stale attachment of this owner goes first, so the plugins never see ADD twice.
-    detach(state_dir, owner, netns)?;
+    // A stale attachment of this owner goes first, so the plugins never see ADD twice; it
+    // is torn down in the netns it was made in.
+    del_cached(state_dir, owner, None)?;
     let text = fs::read(conflist_path)
         .map_err(|e| IoError::new("read CNI configuration", conflist_path, e))?;
     let conflist: Value = serde_json::from_slice(&text).map_err(|e| NetworkError::CniConfig {
@@ -168,16 +169,22 @@ pub(crate) fn attach(
     };
     peapod_store::write_json(&cache_path, &cache)?;
 
-    let undo = |prev: Option<&Value>| -> Result<(), NetworkError> {
-        del_all(&list, owner, &netns, prev)?;
+    // Undoing runs DEL on the plugins whose ADD was tried (the first `tried`), the failing
+    // one included: it may have made part of its work.
+    let undo = |tried: usize, prev: Option<&Value>| -> Result<(), NetworkError> {
+        del_all(&list, &list.plugins[..tried], owner, &netns, prev)?;
         remove_cache(&cache_path)
     };
     let mut prev: Option<Value> = None;
-    for plugin in &list.plugins {
+    for (i, plugin) in list.plugins.iter().enumerate() {
         let conf = list.plugin_config(plugin, prev.as_ref());
         let out = match run_plugin(plugin_type(plugin), "ADD", owner, &netns, &conf) {
             Ok(out) => out,
-            Err(e) => return Err(e.with_rollback(undo(prev.as_ref()))),
+            // A plugin that could not be found never ran.
+            Err(e @ NetworkError::CniPluginNotFound { .. }) => {
+                return Err(e.with_rollback(undo(i, prev.as_ref())))
+            }
+            Err(e) => return Err(e.with_rollback(undo(i + 1, prev.as_ref()))),
         };
         match serde_json::from_slice::<Value>(&out) {
             Ok(result) if result.is_object() => prev = Some(result),
@@ -186,7 +193,7 @@ pub(crate) fn attach(
                     plugin: plugin_type(plugin).to_owned(),
                     reason: format!("ADD printed no JSON object: {:?}", truncated(&out)),
                 };
-                return Err(e.with_rollback(undo(prev.as_ref())));
+                return Err(e.with_rollback(undo(i + 1, prev.as_ref())));
             }
         }
     }
@@ -194,11 +201,12 @@ pub(crate) fn attach(
     let last = plugin_type(list.plugins.last().expect("non-empty")).to_owned();
     let endpoint = match endpoint_from(&list.name, &last, &result) {
         Ok(ep) => ep,
-        Err(e) => return Err(e.with_rollback(undo(Some(&result)))),
+        Err(e) => return Err(e.with_rollback(undo(list.plugins.len(), Some(&result)))),
     };
     cache.result = Some(result);
     if let Err(e) = peapod_store::write_json(&cache_path, &cache) {
-        return Err(NetworkError::from(e).with_rollback(undo(cache.result.as_ref())));
+        let undone = undo(list.plugins.len(), cache.result.as_ref());
+        return Err(NetworkError::from(e).with_rollback(undone));
     }
     Ok(endpoint)
 }
@@ -207,13 +215,20 @@ pub(crate) fn attach(
 /// ignored when the netns is gone (what lived in it is gone with it; every plugin still
 /// ran, so the IPAM plugin released the address); otherwise the cache stays for a retry.
 pub(crate) fn detach(state_dir: &Path, owner: &str, netns: &Path) -> Result<(), NetworkError> {
+    del_cached(state_dir, owner, Some(netns))
+}
+
+/// [`detach`] with the netns given, or else the one recorded at `ADD`.
+fn del_cached(state_dir: &Path, owner: &str, netns: Option<&Path>) -> Result<(), NetworkError> {
     let cache_path = cache_file(state_dir, owner);
     let Some(cache) = peapod_store::read_json::<CniCache>(&cache_path)? else {
         return Ok(());
     };
     let list = NetConfList::parse(&cache.conflist_path, &cache.conflist)?;
-    let netns = std::path::absolute(netns).unwrap_or_else(|_| cache.netns.clone());
-    match del_all(&list, owner, &netns, cache.result.as_ref()) {
+    let netns = netns
+        .and_then(|p| std::path::absolute(p).ok())
+        .unwrap_or_else(|| cache.netns.clone());
+    match del_all(&list, &list.plugins, owner, &netns, cache.result.as_ref()) {
         Err(_) if !netns.exists() => {}
         other => other?,
     }
@@ -228,16 +243,17 @@ fn remove_cache(path: &Path) -> Result<(), NetworkError> {
     }
 }
 
-/// `DEL` through every plugin in reverse order; all run even after a failure (teardown is
-/// best effort), and the first failure is returned.
+/// `DEL` through `plugins` (of `list`) in reverse order; all run even after a failure
+/// (teardown is best effort), and the first failure is returned.
 fn del_all(
     list: &NetConfList,
+    plugins: &[Map<String, Value>],
     owner: &str,
     netns: &Path,
     prev: Option<&Value>,
 ) -> Result<(), NetworkError> {
     let mut first = None;
-    for plugin in list.plugins.iter().rev() {
+    for plugin in plugins.iter().rev() {
         let conf = list.plugin_config(plugin, prev);
         if let Err(e) = run_plugin(plugin_type(plugin), "DEL", owner, netns, &conf) {
             first.get_or_insert(e);

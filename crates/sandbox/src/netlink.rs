@@ -135,7 +135,10 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` up and enslaved to `bridge_index` here, its peer made
-    /// directly inside the namespace `netns` (`IFLA_NET_NS_FD`) as `peer` with `peer_mac`, up.
+    /// directly inside the namespace `netns` (`IFLA_NET_NS_FD`) as `peer` with `peer_mac`.
+    ///
+    /// The peer is left down: the kernel configures it before the pair is joined, so
+    /// asking for it up here fails with `ENOTCONN`; bring it up from inside the netns.
     pub(crate) fn add_veth_into(
         &self,
         host: &str,
@@ -148,7 +151,6 @@ impl Netlink {
             .name(peer.to_owned())
             .address(peer_mac.to_vec())
             .setns_by_fd(netns.as_raw_fd())
-            .up()
             .build();
         let msg = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
