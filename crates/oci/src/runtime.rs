@@ -1,9 +1,9 @@
 //! The OCI runtime driver: runc's command line (create/start/state/kill/delete/exec), which
 //! crun, youki and runsc share, plus the `--console-socket` receiver for ttys.
 //!
-//! Every command is `BINARY --root STATE_ROOT --log-format json <cmd> ...`: the runtime's
+//! Every command is `BINARY --root STATE_ROOT [--log-format json] <cmd> ...`: the runtime's
 //! state lives under peapod's run dir, and its failures come back as errors carrying the
-//! runtime's own message. It never builds specs and never waits for container processes.
+//! runtime's own message (`exec`, run by the caller with inherited stdio, is the exception). It never builds specs and never waits for container processes.
 
 use std::ffi::OsStr;
 use std::io::{self, IoSliceMut};
@@ -207,6 +207,9 @@ impl Runtime {
 
     /// A ready-to-run `exec` command (`runc exec [-t] [--env K=V] [--cwd D] ID ARGS...`),
     /// stdio inherited; its exit status is the process's.
+    ///
+    /// The runtime's own errors go to the inherited stderr in its default text format, for
+    /// the user to read.
     pub fn exec_command(
         &self,
         id: &str,
@@ -234,12 +237,10 @@ impl Runtime {
         self.binary.display().to_string()
     }
 
+    /// `BINARY --root STATE_ROOT`.
     fn base_command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--root")
-            .arg(&self.state_root)
-            .arg("--log-format")
-            .arg("json");
+        cmd.arg("--root").arg(&self.state_root);
         cmd
     }
 
@@ -248,6 +249,7 @@ impl Runtime {
     fn command_logging_to(&self, log: Option<&Path>) -> Result<Command, RuntimeError> {
         peapod_store::create_dir_all(&self.state_root).map_err(RuntimeError::StateRoot)?;
         let mut cmd = self.base_command();
+        cmd.arg("--log-format").arg("json");
         if let Some(log) = log {
             cmd.arg("--log").arg(log);
         }
@@ -518,8 +520,6 @@ mod tests {
             [
                 "--root",
                 "/run/peapod/runc",
-                "--log-format",
-                "json",
                 "exec",
                 "-t",
                 "--env",
@@ -536,17 +536,6 @@ mod tests {
         );
         let plain = rt.exec_command("c1", &["true".into()], false, &[], None);
         let args: Vec<_> = plain.get_args().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(
-            args,
-            [
-                "--root",
-                "/run/peapod/runc",
-                "--log-format",
-                "json",
-                "exec",
-                "c1",
-                "true"
-            ]
-        );
+        assert_eq!(args, ["--root", "/run/peapod/runc", "exec", "c1", "true"]);
     }
 }
