@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -131,8 +131,8 @@ impl Runtime {
         let [stdin, stdout, stderr] = stdio;
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let status = cmd.status().map_err(|e| self.spawn_error("create", e))?;
-        // The child's copies of the caller's pipe ends must close now, not when `cmd` drops
-        // at the end of this function: dropping it here makes that explicit.
+        // `cmd` holds our copies of the caller's stdio: close them, so that only the
+        // container holds its ends of the caller's pipes and the caller sees EOF when it exits.
         drop(cmd);
         if status.success() {
             return Ok(());
@@ -244,10 +244,20 @@ impl Runtime {
         cmd
     }
 
-    /// The base command, after making sure the state root exists, optionally logging to a
-    /// file instead of stderr.
+    /// The base command with JSON logs (to `log`, else stderr), after making sure the state
+    /// root exists (0700, as runc makes it: it holds every container's config).
     fn command_logging_to(&self, log: Option<&Path>) -> Result<Command, RuntimeError> {
-        peapod_store::create_dir_all(&self.state_root).map_err(RuntimeError::StateRoot)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.state_root)
+            .map_err(|e| {
+                RuntimeError::StateRoot(peapod_store::IoError::new(
+                    "create directory",
+                    &self.state_root,
+                    e,
+                ))
+            })?;
         let mut cmd = self.base_command();
         cmd.arg("--log-format").arg("json");
         if let Some(log) = log {
