@@ -668,7 +668,10 @@ fn plan_docker(files: &ArchiveFiles, staging: &Path) -> Result<Vec<ImagePlan>, L
         });
         let data = serde_json::to_vec(&manifest_json).expect("JSON values serialise");
         let path = staging.join(format!("manifest-{i}.json"));
-        fs::write(&path, &data).map_err(|e| IoError::new("write", &path, e))?;
+        let mut f = File::create(&path).map_err(|e| IoError::new("create", &path, e))?;
+        f.write_all(&data)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| IoError::new("write", &path, e))?;
         let manifest = Blob {
             hex: digest::sha256_hex(&data),
             path,

@@ -47,7 +47,7 @@ pub enum RootfsError {
 }
 
 /// Mounts overlayfs at `target` (created if missing): `layers` bottom first (an image with
-/// no layers gets an empty lower dir), `upper` and `work` created if missing.
+/// no layers gets an empty lower dir, `empty-lower` beside `work`), `upper` and `work` created if missing.
 /// Idempotent: an existing overlay mount at `target` is left as is.
 ///
 /// overlayfs wants `lowerdir` top-most first, so the layers are given to it reversed; a

@@ -241,7 +241,7 @@ impl LayerUnpacker {
                 }
                 std::os::unix::fs::lchown(&path, Some(meta.uid), Some(meta.gid))
                     .map_err(|e| write_err(IoError::new("lchown", &path, e)))?;
-                apply_xattrs(&path, None, &meta.xattrs).map_err(write_err)?;
+                apply_xattrs(&path, None, &meta.xattrs, false).map_err(write_err)?;
                 self.dirs.insert(
                     comps.clone(),
                     DeferredDir {
@@ -263,7 +263,7 @@ impl LayerUnpacker {
                     .map_err(|e| write_err(IoError::new("create symlink", &path, e)))?;
                 std::os::unix::fs::lchown(&path, Some(meta.uid), Some(meta.gid))
                     .map_err(|e| write_err(IoError::new("lchown", &path, e)))?;
-                apply_xattrs(&path, None, &meta.xattrs).map_err(write_err)?;
+                apply_xattrs(&path, None, &meta.xattrs, true).map_err(write_err)?;
                 set_times_nofollow(&path, &meta).map_err(write_err)?;
             }
             T::Link => {
@@ -304,7 +304,7 @@ impl LayerUnpacker {
                 // The node was just created by us in a checked directory: not a symlink.
                 fs::set_permissions(&path, Permissions::from_mode(meta.mode))
                     .map_err(|e| write_err(IoError::new("chmod", &path, e)))?;
-                apply_xattrs(&path, None, &meta.xattrs).map_err(write_err)?;
+                apply_xattrs(&path, None, &meta.xattrs, false).map_err(write_err)?;
                 set_times_nofollow(&path, &meta).map_err(write_err)?;
             }
             other => {
@@ -362,7 +362,7 @@ impl LayerUnpacker {
             .map_err(|e| write_err(IoError::new("fchown", path, e)))?;
         file.set_permissions(Permissions::from_mode(meta.mode))
             .map_err(|e| write_err(IoError::new("fchmod", path, e)))?;
-        apply_xattrs(path, Some(&file), &meta.xattrs).map_err(write_err)?;
+        apply_xattrs(path, Some(&file), &meta.xattrs, false).map_err(write_err)?;
         file.set_times(
             FileTimes::new()
                 .set_accessed(meta.atime)
@@ -604,6 +604,7 @@ fn apply_xattrs(
     path: &Path,
     file: Option<&File>,
     xattrs: &[(Vec<u8>, Vec<u8>)],
+    symlink: bool,
 ) -> Result<(), IoError> {
     for (name, value) in xattrs {
         if name.starts_with(b"trusted.overlay.") {
@@ -616,6 +617,8 @@ fn apply_xattrs(
         match res {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => {}
+            // The kernel refuses `user.*` xattrs on symlinks; tar writers record them anyway.
+            Err(e) if symlink && e.raw_os_error() == Some(nix::libc::EPERM) => {}
             Err(e) => return Err(IoError::new("set xattr", path, e)),
         }
     }
