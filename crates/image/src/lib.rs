@@ -178,7 +178,7 @@ impl ImageStore {
     /// Docker's rules: by id, an image with several tags is refused unless `force`, else
     /// every tag goes and then the image. An image in use keeps existing even when forced
     /// (its tags are removed, it stays as an untagged image) because containers still use its
-    /// layers. `Deleted:` lines name the image id, then each layer directory removed (by
+    /// layers; so removing an untagged image in use fails even when forced. `Deleted:` lines name the image id, then each layer directory removed (by
     /// diffID).
     pub fn remove(
         &self,

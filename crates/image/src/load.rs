@@ -27,7 +27,7 @@ impl Staging {
     fn create(layout: &Layout) -> Result<Self, IoError> {
         let dir = layout
             .tmp()
-            .join(format!("load-{}", peapod_store::new_id()));
+            .join(format!("load-{}", &peapod_store::new_id()[..16]));
         peapod_store::create_dir_all(&dir.join("files"))?;
         peapod_store::create_dir_all(&dir.join("layers"))?;
         Ok(Self { dir })
@@ -85,8 +85,8 @@ pub(crate) fn load(layout: &Layout, archive: &Path) -> Result<Vec<LoadedImage>, 
                 fs::create_dir(&dest).map_err(|e| IoError::new("create directory", &dest, e))?;
                 fs::set_permissions(&dest, Permissions::from_mode(0o755))
                     .map_err(|e| IoError::new("chmod", &dest, e))?;
-                let stats = verify_layer(blob, diff, Some(&dest))?.expect("unpacked");
-                sizes.insert(diff.clone(), stats.size);
+                let size = verify_layer(blob, diff, Some(&dest))?.map_or(0, |s| s.size);
+                sizes.insert(diff.clone(), size);
                 new_layers.push(diff.clone());
             }
         }

@@ -114,7 +114,9 @@ impl Layout {
                 continue;
             }
             let from = self.layer(&name);
-            let to = self.tmp().join(format!("gc-{}", peapod_store::new_id()));
+            let to = self
+                .tmp()
+                .join(format!("gc-{}", &peapod_store::new_id()[..16]));
             fs::rename(&from, &to)
                 .map_err(|e| IoError::new("rename layer out of the store", &from, e))?;
             fs::remove_dir_all(&to).map_err(|e| IoError::new("remove layer", &to, e))?;
