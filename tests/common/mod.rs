@@ -137,8 +137,22 @@ impl Peapod {
             .map(str::to_string)
     }
 
-    /// Every mount under this root (from /proc/self/mountinfo).
+    /// Every per-container mount under this root (from /proc/self/mountinfo). The pin
+    /// directory `run/netns` itself is a shared private mount, as /run/netns is for
+    /// `ip netns`, and is not counted.
     pub fn mounts(&self) -> Vec<String> {
+        let root = self.root.to_str().unwrap();
+        let pin_dir = format!("{root}/run/netns");
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(root) && *m != pin_dir)
+            .collect()
+    }
+
+    /// Every mount under this root, the pin directory included (for cleanup).
+    fn all_mounts(&self) -> Vec<String> {
         let root = self.root.to_str().unwrap();
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
@@ -204,7 +218,7 @@ impl Drop for Peapod {
             }
         }
         // Belt and braces for whatever a failed test left: mounts, bridge, cgroup parent.
-        let mut mounts = self.mounts();
+        let mut mounts = self.all_mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(&m).status();

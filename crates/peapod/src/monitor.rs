@@ -18,7 +18,7 @@ use chrono::Utc;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use peapod_oci::runtime::{ConsoleSocket, Runtime};
@@ -33,6 +33,14 @@ use crate::record::{ContainerConfig, ContainerStatus};
 pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     // Our own session: no terminal signals, and the CLI's exit does not touch us.
     let _ = nix::unistd::setsid();
+    close_inherited_fds();
+    // Blocked before any thread exists (the port proxy's), so SIGCHLD reaches the signalfd
+    // and no other thread; children get an empty mask from std's spawn.
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(sig);
+    }
+    mask.thread_block().context("blocking signals")?;
     let dir = engine.container_dir(id);
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
@@ -44,7 +52,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
             }
-            let result = supervise(engine, started);
+            let result = supervise(engine, started, &mask);
             let config = peapod_store::read_json::<ContainerConfig>(&dir.join("container.json"))?;
             drop(lock);
             if let Some(config) = config {
@@ -178,18 +186,9 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
 }
 
 /// Copies output to the log until the container's init exits, then records the exit.
-fn supervise(engine: &Engine, mut s: Started) -> Result<()> {
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
-    let sigfd = SignalFd::new(&mask).context("creating the signalfd")?;
+fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
+    let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("creating the signalfd")?;
     let mut streams: Vec<(OwnedFd, LineSplitter)> = match s.output {
         Output::Tty(ref master) => vec![(master.try_clone()?, LineSplitter::new(Stream::Stdout))],
         Output::Pipes {
@@ -268,6 +267,18 @@ fn supervise(engine: &Engine, mut s: Started) -> Result<()> {
     // Releases the runtime's state and the container's cgroup right away.
     s.runtime.delete(&s.config.id)?;
     Ok(())
+}
+
+/// Closes every descriptor above stderr that the monitor inherited (a caller's pipes, a
+/// build jobserver): the monitor outlives its caller and must not keep those open.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect())
+        .unwrap_or_default();
+    for fd in fds {
+        // The directory's own descriptor is among them; closing it fails harmlessly.
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 /// Reaps every exited child; returns the container init's exit code once it is among them.
