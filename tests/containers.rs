@@ -624,8 +624,7 @@ fn find_monitor(id: &str) -> Option<i32> {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        (args.iter().any(|a| *a == b"monitor") && args.iter().any(|a| *a == id.as_bytes()))
-            .then_some(pid)
+        (args.iter().any(|a| *a == b"monitor") && args.contains(&id.as_bytes())).then_some(pid)
     })
 }
 

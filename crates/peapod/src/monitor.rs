@@ -37,7 +37,12 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     // Blocked before any thread exists (the port proxy's), so SIGCHLD reaches the signalfd
     // and no other thread; children get an empty mask from std's spawn.
     let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(sig);
     }
     mask.thread_block().context("blocking signals")?;
@@ -273,7 +278,12 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
 /// build jobserver): the monitor outlives its caller and must not keep those open.
 fn close_inherited_fds() {
     let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd > 2)
+                .collect()
+        })
         .unwrap_or_default();
     for fd in fds {
         // The directory's own descriptor is among them; closing it fails harmlessly.
