@@ -151,8 +151,8 @@ impl Engine {
     }
 
     /// The log file of one container.
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.paths.log.join("containers").join(format!("{id}.log"))
+    pub fn log_path(&self, config: &ContainerConfig) -> PathBuf {
+        config.log_path.clone().unwrap_or_else(|| self.paths.log.join("containers").join(format!("{}.log", config.id)))
     }
 
     fn global_lock(&self) -> Result<Lock> {
@@ -360,7 +360,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| id[..12].to_string()),
         };
-        let mut config = ContainerConfig {
+        let config = ContainerConfig {
             id: id.clone(),
             name: String::new(),
             created: Utc::now(),
@@ -383,14 +383,30 @@ impl Engine {
             cgroups_path: format!("/{}/{}", self.config.cgroup_parent, id),
             phase: Phase::Creating,
             labels: BTreeMap::new(),
+            pod: None,
+            log_path: None,
         };
+        self.commit_and_make(config, opts.name.as_deref(), &image, &images, &process)
+    }
 
+    /// Commits the record (write-ahead) and makes the container's resources; on failure
+    /// removes whatever was made.
+    pub fn commit_and_make(
+        &self,
+        mut config: ContainerConfig,
+        requested_name: Option<&str>,
+        image: &peapod_image::ImageRecord,
+        images: &ImageStore,
+        process: &peapod_oci::MergedProcess,
+    ) -> Result<ContainerConfig> {
+        let id = config.id.clone();
+        let opts_name = requested_name.map(str::to_string);
         // Write-ahead: the record (with every resource it is about to make) is on disk
         // before the first resource exists, so `rm -f` can undo a creation killed halfway.
         {
             let _lock = self.global_lock()?;
             let taken: Vec<String> = self.list()?.into_iter().map(|c| c.config.name).collect();
-            config.name = match &opts.name {
+            config.name = match &opts_name {
                 Some(n) => {
                     if taken.iter().any(|t| t == n) {
                         let other = self.find(n)?;
@@ -410,7 +426,7 @@ impl Engine {
                 .with_context(|| format!("committing {}", self.container_dir(&id).display()))?;
         }
 
-        match self.make_resources(&mut config, &image, &images, &process) {
+        match self.make_resources(&mut config, image, images, process) {
             Ok(()) => Ok(config),
             Err(e) => {
                 let cleanup = self.teardown(&config, true);
@@ -538,10 +554,12 @@ impl Engine {
             ),
         };
         let layout = cgroups::detect(Path::new("/sys/fs/cgroup"));
+        let join = |p: Option<&PathBuf>| p.map_or(Namespace::New, |p| Namespace::Join(p.clone()));
+        let link = config.pod.as_ref();
         let namespaces = Namespaces {
             network,
-            ipc: Namespace::New,
-            uts: Namespace::New,
+            ipc: join(link.and_then(|l| l.ipc.as_ref())),
+            uts: join(link.and_then(|l| l.uts.as_ref())),
             pid: Namespace::New,
             // Docker's default cgroupns mode: host on v1, private on v2.
             cgroup: if layout == CgroupLayout::V2 {
@@ -774,7 +792,16 @@ impl Engine {
         // Kill whatever the runtime still knows of (also a process whose monitor died or a
         // creation interrupted between `create` and `start`).
         let runtime = self.runtime_of(&c.config);
-        runtime.kill(&c.config.id, libc::SIGKILL, true)?;
+        if c.config.pod.as_ref().is_some_and(|l| l.infra) {
+            // The infra process is peapod's own, not the runtime's.
+            if let Some(st) = &c.status {
+                if st.pid > 0 && proc_start_time(st.pid) == Some(st.pid_start) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        } else {
+            runtime.kill(&c.config.id, libc::SIGKILL, true)?;
+        }
         if let Some(st) = &c.status {
             let (pid, start) = (st.pid, st.pid_start);
             if pid > 0
@@ -828,7 +855,7 @@ impl Engine {
                 }
             }
         }
-        let log = self.log_path(&config.id);
+        let log = self.log_path(config);
         if let Err(e) = fs::remove_file(&log) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("removing {}: {e}", log.display()));

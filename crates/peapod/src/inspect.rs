@@ -122,7 +122,7 @@ pub fn container(engine: &Engine, c: &Container) -> Value {
         "ResolvConfPath": etc_owner.join("resolv.conf"),
         "HostnamePath": etc_owner.join("hostname"),
         "HostsPath": etc_owner.join("hosts"),
-        "LogPath": engine.log_path(&cfg.id),
+        "LogPath": engine.log_path(cfg),
         "Name": format!("/{}", cfg.name),
         "RestartCount": 0,
         "Driver": "overlay",

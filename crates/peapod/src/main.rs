@@ -5,8 +5,12 @@ mod config;
 mod crilog;
 mod engine;
 mod format;
+mod infra;
 mod inspect;
+mod kube;
 mod monitor;
+mod pod;
+mod pod_monitor;
 mod record;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -40,8 +44,64 @@ struct Cli {
 enum Cmd {
     /// Create and start a container.
     Run(RunArgs),
-    /// Create a container without starting it.
+    /// Create a container without starting it, or pods from manifests (`-f`).
     Create(RunArgs),
+    /// Create or update pods from manifests (files, directories, or - for stdin).
+    Apply {
+        /// Manifest files or directories, or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Display pods.
+    Get {
+        /// Resource type: pods (pod, po).
+        resource: String,
+        /// Pod names.
+        names: Vec<String>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format: wide, yaml, json, name.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// Show details of a pod.
+    Describe {
+        /// Resource type: pod.
+        resource: String,
+        /// Pod names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Delete pods by name or by manifest.
+    Delete {
+        /// Resource type and names: `pod NAME...`.
+        args: Vec<String>,
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Seconds to give the containers to stop.
+        #[arg(long = "grace-period")]
+        grace_period: Option<i64>,
+        /// Immediate shutdown (grace period 1).
+        #[arg(long)]
+        now: bool,
+        /// With --grace-period=0: kill at once.
+        #[arg(long)]
+        force: bool,
+        /// Ignore pods that do not exist.
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
     /// Start stopped containers.
     Start {
         /// Containers (name or id).
@@ -101,7 +161,13 @@ enum Cmd {
         /// Working directory inside the container.
         #[arg(short, long)]
         workdir: Option<String>,
-        /// Container (name or id).
+        /// The container of a pod.
+        #[arg(short = 'c', long = "container")]
+        pod_container: Option<String>,
+        /// Namespace of the pod.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Container (name or id) or pod.
         container: String,
         /// Command and arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -118,7 +184,16 @@ enum Cmd {
         /// Show timestamps.
         #[arg(short, long)]
         timestamps: bool,
-        /// Container (name or id).
+        /// The container of a pod.
+        #[arg(short = 'c', long = "container")]
+        pod_container: Option<String>,
+        /// The previous instance of the pod's container.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Namespace of the pod.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Container (name or id) or pod.
         container: String,
     },
     /// Manage images.
@@ -128,6 +203,22 @@ enum Cmd {
     Images,
     /// Load images from an archive (same as `image load`).
     Load(LoadArgs),
+    /// Internal: the per-pod monitor.
+    #[command(hide = true, name = "pod-monitor")]
+    PodMonitor {
+        /// Pod uid.
+        uid: String,
+    },
+    /// Internal: a pod's infra process.
+    #[command(hide = true)]
+    Infra {
+        /// The pod's pinned network namespace.
+        #[arg(long)]
+        netns: Option<PathBuf>,
+        /// The pod's hostname.
+        #[arg(long)]
+        hostname: String,
+    },
     /// Internal: the per-container monitor.
     #[command(hide = true)]
     Monitor {
@@ -218,8 +309,11 @@ struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Pod manifests (create only).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
     /// Image.
-    image: String,
+    image: Option<String>,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -229,7 +323,7 @@ impl RunArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
             name: self.name.clone(),
-            image: self.image.clone(),
+            image: self.image.clone().unwrap_or_default(),
             cmd: self.command.clone(),
             entrypoint: self.entrypoint.clone(),
             env: self.env.clone(),
@@ -250,7 +344,7 @@ impl RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_monitor = matches!(cli.command, Cmd::Monitor { .. });
+    let is_monitor = matches!(cli.command, Cmd::Monitor { .. } | Cmd::PodMonitor { .. } | Cmd::Infra { .. });
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -272,7 +366,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
             monitor::run(&engine, &id, attached)?;
             Ok(0)
         }
+        Cmd::PodMonitor { uid } => {
+            drop(out);
+            pod_monitor::run(&engine, &uid)?;
+            Ok(0)
+        }
+        Cmd::Infra { netns, hostname } => {
+            drop(out);
+            infra::run(netns.as_deref(), &hostname)?;
+            Ok(0)
+        }
+        Cmd::Apply { files } => kube::apply(&engine, &files, false, &mut out),
+        Cmd::Create(args) if !args.files.is_empty() => kube::apply(&engine, &args.files, true, &mut out),
+        Cmd::Get { resource, names, namespace, all_namespaces, output } => {
+            kube::get(&engine, &resource, &names, &namespace, all_namespaces, output.as_deref(), &mut out)
+        }
+        Cmd::Describe { resource, names, namespace } => kube::describe(&engine, &resource, &names, &namespace, &mut out),
+        Cmd::Delete { args, files, namespace, grace_period, now, force, ignore_not_found } => {
+            let grace = if now { Some(1) } else if force && grace_period.is_none() { Some(0) } else { grace_period };
+            kube::delete(&engine, &args, &files, &namespace, grace, ignore_not_found, &mut out)
+        }
         Cmd::Create(args) => {
+            require_image(&args)?;
             let c = engine.create(&args.options())?;
             writeln!(out, "{}", c.id)?;
             Ok(0)
@@ -353,25 +468,21 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(if missing.is_empty() { 0 } else { 1 })
         }
-        Cmd::Exec {
-            interactive,
-            tty,
-            env,
-            workdir,
-            container,
-            command,
-        } => {
-            let c = engine.find(&container)?;
+        Cmd::Exec { interactive, tty, env, workdir, pod_container, namespace, container, command } => {
+            let c = match (&pod_container, engine.find(&container)) {
+                (None, Ok(c)) => c,
+                (_, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
+                _ => kube::pod_container(&engine, &namespace, &container, pod_container.as_deref(), false)?,
+            };
             drop(out);
             engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
         }
-        Cmd::Logs {
-            follow,
-            tail,
-            timestamps,
-            container,
-        } => {
-            let c = engine.find(&container)?;
+        Cmd::Logs { follow, tail, timestamps, pod_container, previous, namespace, container } => {
+            let c = match (&pod_container, previous, engine.find(&container)) {
+                (None, false, Ok(c)) => c,
+                (_, _, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
+                _ => kube::pod_container(&engine, &namespace, &container, pod_container.as_deref(), previous)?,
+            };
             let tail = match tail.as_str() {
                 "all" => None,
                 n => Some(n.parse::<usize>().map_err(|_| {
@@ -431,7 +542,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+fn require_image(args: &RunArgs) -> Result<()> {
+    if args.image.is_none() {
+        anyhow::bail!(engine::user_error("\"peapod run\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]"));
+    }
+    Ok(())
+}
+
 fn run(engine: &Engine, args: &RunArgs, out: &mut impl Write) -> Result<i32> {
+    require_image(args)?;
     if args.interactive && !args.detach {
         anyhow::bail!(engine::user_error(
             "attaching stdin to a foreground container is not supported yet: use `run -d -i` and `exec -i`"
@@ -615,14 +734,14 @@ fn images(engine: &Engine, out: &mut impl Write) -> Result<()> {
 }
 
 /// Prints a container's log; with `follow`, keeps printing until the container stopped.
-fn logs(
+pub(crate) fn logs(
     engine: &Engine,
     id: &str,
     follow: bool,
     tail: Option<usize>,
     timestamps: bool,
 ) -> Result<()> {
-    let path = engine.log_path(id);
+    let path = engine.log_path(&engine.reload(id)?.config);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,

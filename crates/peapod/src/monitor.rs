@@ -75,7 +75,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
 }
 
 /// The container's output: a pty, or stdout/stderr pipes.
-enum Output {
+pub(crate) enum Output {
     Tty(OwnedFd),
     Pipes {
         stdout: OwnedFd,
@@ -104,9 +104,47 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
         binary: config.runtime.clone(),
         state_root: engine.paths.runtime_state(),
     };
+    let (pid, output, log) = create_in_runtime(engine, &config, &runtime)?;
+    let proxy = match (&config.endpoint, config.ports.is_empty()) {
+        (Some(ep), false) => {
+            Some(peapod_sandbox::ports::spawn(&config.ports, ep.ip).context("publishing ports")?)
+        }
+        _ => None,
+    };
+    if let Err(e) = runtime.start(id) {
+        let _ = runtime.delete(id);
+        return Err(e.into());
+    }
+    let status = ContainerStatus {
+        pid,
+        pid_start: proc_start_time(pid).unwrap_or_default(),
+        started_at: Some(Utc::now()),
+        ..Default::default()
+    };
+    peapod_store::write_json(&dir.join("status.json"), &status)?;
+    Ok(Started {
+        config,
+        runtime,
+        pid,
+        status,
+        output,
+        log,
+        _proxy: proxy,
+    })
+}
+
+/// `runtime create` of a container whose bundle exists: stdio wired to a pty (received
+/// over the console socket) or to pipes, the log opened. Returns the init pid.
+pub(crate) fn create_in_runtime(
+    engine: &Engine,
+    config: &ContainerConfig,
+    runtime: &Runtime,
+) -> Result<(i32, Output, File)> {
+    let id = config.id.as_str();
+    let dir = engine.container_dir(id);
     // A previous run of this container may still be known to the runtime.
     runtime.delete(id)?;
-    let log_path = engine.log_path(id);
+    let log_path = engine.log_path(config);
     peapod_store::create_dir_all(log_path.parent().expect("log path has a parent"))?;
     let log = OpenOptions::new()
         .create(true)
@@ -162,31 +200,17 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
         .trim()
         .parse()
         .with_context(|| format!("parsing {}", pid_file.display()))?;
-    let proxy = match (&config.endpoint, config.ports.is_empty()) {
-        (Some(ep), false) => {
-            Some(peapod_sandbox::ports::spawn(&config.ports, ep.ip).context("publishing ports")?)
-        }
-        _ => None,
-    };
-    if let Err(e) = runtime.start(id) {
-        let _ = runtime.delete(id);
-        return Err(e.into());
-    }
-    let status = ContainerStatus {
-        pid,
-        pid_start: proc_start_time(pid).unwrap_or_default(),
-        started_at: Some(Utc::now()),
-        ..Default::default()
-    };
-    peapod_store::write_json(&dir.join("status.json"), &status)?;
-    Ok(Started {
-        config,
-        runtime,
-        pid,
-        status,
-        output,
-        log,
-        _proxy: proxy,
+    Ok((pid, output, log))
+}
+
+/// The readable ends of a container's output, each with its log framing.
+pub(crate) fn output_streams(output: &Output) -> Result<Vec<(OwnedFd, LineSplitter)>> {
+    Ok(match output {
+        Output::Tty(master) => vec![(master.try_clone()?, LineSplitter::new(Stream::Stdout))],
+        Output::Pipes { stdout, stderr, .. } => vec![
+            (stdout.try_clone()?, LineSplitter::new(Stream::Stdout)),
+            (stderr.try_clone()?, LineSplitter::new(Stream::Stderr)),
+        ],
     })
 }
 
@@ -194,17 +218,7 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
 fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
     let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("creating the signalfd")?;
-    let mut streams: Vec<(OwnedFd, LineSplitter)> = match s.output {
-        Output::Tty(ref master) => vec![(master.try_clone()?, LineSplitter::new(Stream::Stdout))],
-        Output::Pipes {
-            ref stdout,
-            ref stderr,
-            ..
-        } => vec![
-            (stdout.try_clone()?, LineSplitter::new(Stream::Stdout)),
-            (stderr.try_clone()?, LineSplitter::new(Stream::Stderr)),
-        ],
-    };
+    let mut streams = output_streams(&s.output)?;
     let mut exit: Option<i32> = reap(s.pid);
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -276,7 +290,7 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
 
 /// Closes every descriptor above stderr that the monitor inherited (a caller's pipes, a
 /// build jobserver): the monitor outlives its caller and must not keep those open.
-fn close_inherited_fds() {
+pub(crate) fn close_inherited_fds() {
     let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
         .map(|rd| {
             rd.flatten()
@@ -291,8 +305,21 @@ fn close_inherited_fds() {
     }
 }
 
+/// Reaps every exited child: (pid, exit code as a shell reports it).
+pub(crate) fn reap_children() -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => out.push((p.as_raw(), code)),
+            Ok(WaitStatus::Signaled(p, sig, _)) => out.push((p.as_raw(), 128 + sig as i32)),
+            Ok(WaitStatus::StillAlive) | Err(_) => return out,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Reaps every exited child; returns the container init's exit code once it is among them.
-fn reap(pid: i32) -> Option<i32> {
+pub(crate) fn reap(pid: i32) -> Option<i32> {
     let mut found = None;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {

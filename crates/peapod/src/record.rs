@@ -115,6 +115,37 @@ pub struct ContainerConfig {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Set for the containers of a pod (and its infra).
+    #[serde(default)]
+    pub pod: Option<PodLink>,
+    /// Where the log goes when not the default `log/containers/<id>.log` (pod containers).
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+}
+
+/// How a container belongs to a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodLink {
+    /// The pod's uid.
+    pub uid: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// The container's name in the pod spec (`POD` for the infra).
+    pub container_name: String,
+    /// Whether this is the pod's infra process (not run by the OCI runtime).
+    pub infra: bool,
+    /// Whether this is an init container.
+    #[serde(default)]
+    pub init: bool,
+    /// Restart attempt.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The infra's ipc namespace to join.
+    pub ipc: Option<PathBuf>,
+    /// The infra's uts namespace to join.
+    pub uts: Option<PathBuf>,
 }
 
 /// What the monitor recorded about the container's process.

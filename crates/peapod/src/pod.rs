@@ -1,0 +1,499 @@
+//! Pods on the engine: a pod is a sandbox (peapod's infra process holding the pod's
+//! namespaces and IP) plus containers that join it by path — the same mechanism as
+//! `run --network container:X`. Every pod container, the infra included, is an ordinary
+//! container record (`k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`), so `ps`,
+//! `inspect`, `exec` and `logs` work on them unchanged. This module stores pods, computes
+//! their status, and creates and deletes them; `pod_monitor` runs them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use peapod_api::status::{ObservedPod, ObservedState};
+use peapod_sandbox::netns;
+use peapod_store::Lock;
+
+use crate::engine::{proc_start_time, user_error, wait_until, Engine};
+use crate::record::{ContainerConfig, ContainerStatus, NetworkMode, Phase, PodLink, State};
+
+/// A stored pod with its current status filled in.
+#[derive(Debug, Clone)]
+pub struct PodView {
+    /// The pod, `status` computed now.
+    pub pod: Pod,
+    /// Its uid.
+    pub uid: String,
+}
+
+impl PodView {
+    /// Namespace.
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// Name.
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// What `apply` did with one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Made.
+    Created,
+    /// Nothing to change.
+    Unchanged,
+    /// Metadata or images updated.
+    Configured,
+}
+
+/// chrono → the Kubernetes API's time type.
+pub fn k8s_time(t: chrono::DateTime<Utc>) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32).unwrap_or_default())
+}
+
+/// The Kubernetes API's time type → chrono.
+pub fn chrono_time(t: &Time) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+}
+
+/// A new random uid in the RFC 4122 version 4 form Kubernetes uses.
+fn new_uid() -> String {
+    let h = peapod_store::new_id();
+    let mut b: Vec<char> = h[..32].chars().collect();
+    b[12] = '4';
+    b[16] = ['8', '9', 'a', 'b'][usize::from(b[16].to_digit(16).unwrap_or(0) as u8 % 4)];
+    let s: String = b.into_iter().collect();
+    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+}
+
+/// The docker-style name of a pod container.
+pub fn container_name(container: &str, pod: &str, namespace: &str, uid: &str, attempt: u32) -> String {
+    format!("k8s_{container}_{pod}_{namespace}_{uid}_{attempt}")
+}
+
+impl Engine {
+    /// The directory of all pods.
+    pub fn pods_dir(&self) -> PathBuf {
+        self.paths.lib.join("pods")
+    }
+
+    /// One pod's directory.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    /// The log directory of a pod's containers.
+    pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.paths.log.join("pods").join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    fn pods_lock(&self) -> Result<Lock> {
+        Ok(Lock::exclusive(&self.paths.lib.join("pods.lock"))?)
+    }
+
+    /// Reads a pod's stored manifest.
+    pub fn stored_pod(&self, uid: &str) -> Result<Option<Pod>> {
+        Ok(peapod_store::read_json(&self.pod_dir(uid).join("pod.json"))?)
+    }
+
+    /// Every pod (in `namespace`, or all), with status.
+    pub fn list_pods(&self, namespace: Option<&str>) -> Result<Vec<PodView>> {
+        let dir = self.pods_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        let containers = self.list()?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(uid) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if uid.starts_with('.') {
+                continue;
+            }
+            let Some(pod) = self.stored_pod(&uid)? else { continue };
+            if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
+                continue;
+            }
+            out.push(self.view(pod, &uid, &containers)?);
+        }
+        out.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
+        Ok(out)
+    }
+
+    /// A pod by namespace and name.
+    pub fn find_pod(&self, namespace: &str, name: &str) -> Result<PodView> {
+        self.list_pods(Some(namespace))?
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| user_error(format!("pods \"{name}\" not found")))
+    }
+
+    /// The pod with its status: what the monitor observed, corrected by what is true now
+    /// when the monitor is gone (a container it saw running may have died since).
+    fn view(&self, mut pod: Pod, uid: &str, containers: &[crate::engine::Container]) -> Result<PodView> {
+        let dir = self.pod_dir(uid);
+        let created = pod.metadata.creation_timestamp.as_ref().map_or_else(Utc::now, chrono_time);
+        let mut observed: ObservedPod = peapod_store::read_json(&dir.join("observed.json"))?.unwrap_or(ObservedPod {
+            sandbox_ready: false,
+            pod_ip: None,
+            host_ip: None,
+            start_time: None,
+            scheduled_at: created,
+            containers: Vec::new(),
+        });
+        let monitor_alive = Lock::is_held(&dir.join("monitor.lock"))?;
+        if !monitor_alive {
+            for oc in &mut observed.containers {
+                let Some(id) = oc.container_id.as_deref().and_then(|c| c.strip_prefix("peapod://")) else { continue };
+                let Some(c) = containers.iter().find(|c| c.config.id == id) else { continue };
+                match (&oc.state, &c.state) {
+                    (ObservedState::Running { started_at }, State::Exited { code, finished_at }) => {
+                        oc.state = ObservedState::Terminated {
+                            exit_code: *code,
+                            signal: None,
+                            reason: if *code == 0 { "Completed".into() } else { "Error".into() },
+                            message: c.status.as_ref().and_then(|s| s.error.clone()),
+                            started_at: Some(*started_at),
+                            finished_at: *finished_at,
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(infra) = containers.iter().find(|c| c.config.pod.as_ref().is_some_and(|l| l.uid == uid && l.infra)) {
+                observed.sandbox_ready = matches!(infra.state, State::Running { .. });
+            }
+        }
+        pod.status = Some(peapod_api::status::pod_status(&pod, &observed));
+        Ok(PodView { pod, uid: uid.to_string() })
+    }
+
+    /// The container records of one pod (infra included), newest first.
+    pub fn pod_containers(&self, uid: &str) -> Result<Vec<crate::engine::Container>> {
+        Ok(self.list()?.into_iter().filter(|c| c.config.pod.as_ref().is_some_and(|l| l.uid == uid)).collect())
+    }
+
+    /// The pod's events, oldest first.
+    pub fn pod_events(&self, uid: &str) -> Result<Vec<Event>> {
+        Ok(peapod_store::read_json(&self.pod_dir(uid).join("events.json"))?.unwrap_or_default())
+    }
+
+    /// Records an event for a pod (count-merged with the previous identical one).
+    pub fn record_event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) -> Result<()> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let path = self.pod_dir(&uid).join("events.json");
+        let _lock = Lock::exclusive(&self.pod_dir(&uid).join("events.lock"))?;
+        let mut events: Vec<Event> = peapod_store::read_json(&path)?.unwrap_or_default();
+        let now = k8s_time(Utc::now());
+        if let Some(last) = events.last_mut() {
+            if last.reason.as_deref() == Some(reason) && last.message.as_deref() == Some(message) {
+                last.count = Some(last.count.unwrap_or(1) + 1);
+                last.last_timestamp = Some(now);
+                return Ok(peapod_store::write_json(&path, &events)?);
+            }
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        events.push(Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", Utc::now().timestamp_nanos_opt().unwrap_or_default())),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(namespace),
+                uid: Some(uid),
+                api_version: Some("v1".into()),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(kind.into()),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            source: Some(EventSource { component: Some("peapod".into()), host: None }),
+            ..Default::default()
+        });
+        Ok(peapod_store::write_json(&path, &events)?)
+    }
+
+    /// `apply`/`create -f` of one validated, defaulted pod.
+    pub fn apply_pod(&self, mut pod: Pod, create_only: bool) -> Result<Applied> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let lock = self.pods_lock()?;
+        if let Ok(existing) = self.find_pod(&namespace, &name) {
+            if create_only {
+                bail!(UserErrorExt::already_exists(&name));
+            }
+            let mut old = existing.pod.clone();
+            old.status = None;
+            if old.spec == pod.spec && old.metadata.labels == pod.metadata.labels && old.metadata.annotations == pod.metadata.annotations {
+                return Ok(Applied::Unchanged);
+            }
+            if let Err(invalid) = peapod_api::validate::validate_update(&old, &pod) {
+                bail!(user_error(invalid.to_string()));
+            }
+            old.metadata.labels = pod.metadata.labels.clone();
+            old.metadata.annotations = pod.metadata.annotations.clone();
+            old.spec = pod.spec.clone();
+            peapod_store::write_json(&self.pod_dir(&existing.uid).join("pod.json"), &old)?;
+            return Ok(Applied::Configured);
+        }
+        let uid = new_uid();
+        pod.metadata.uid = Some(uid.clone());
+        pod.metadata.namespace = Some(namespace.clone());
+        pod.metadata.creation_timestamp = Some(k8s_time(Utc::now()));
+        pod.metadata.resource_version = Some("1".into());
+        pod.status = None;
+        let node = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_name = Some(node.clone());
+        }
+        let staging = self.pods_dir().join(format!(".{uid}"));
+        peapod_store::create_dir_all(&staging)?;
+        peapod_store::write_json(&staging.join("pod.json"), &pod)?;
+        fs::rename(&staging, self.pod_dir(&uid)).with_context(|| format!("committing pod {name}"))?;
+        drop(lock);
+        self.record_event(&pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"))?;
+        if let Err(e) = self.start_pod(&pod, &uid) {
+            let _ = self.teardown_pod(&uid);
+            return Err(e);
+        }
+        Ok(Applied::Created)
+    }
+
+    /// Makes the pod's sandbox record (infra: netns, IP, /etc files) and starts its monitor.
+    fn start_pod(&self, pod: &Pod, uid: &str) -> Result<()> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let host_network = spec.host_network.unwrap_or(false);
+        let id = peapod_store::new_id();
+        let hostname = if host_network {
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        } else {
+            spec.hostname.clone().unwrap_or_else(|| name.clone())
+        };
+        let mut infra = ContainerConfig {
+            id: id.clone(),
+            name: container_name("POD", &name, &namespace, uid, 0),
+            created: Utc::now(),
+            image: "peapod/infra".into(),
+            image_id: String::new(),
+            args: vec!["peapod".into(), "infra".into()],
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: "0".into(),
+            tty: false,
+            open_stdin: false,
+            auto_remove: false,
+            hostname,
+            network_mode: if host_network { NetworkMode::Host } else { NetworkMode::Bridge },
+            netns: (!host_network).then(|| self.paths.netns().join(&id)),
+            endpoint: None,
+            mounts: Vec::new(),
+            ports: Vec::new(),
+            runtime: std::env::current_exe().context("locating the peapod binary")?,
+            cgroups_path: String::new(),
+            phase: Phase::Creating,
+            labels: pod_labels(pod, "POD"),
+            pod: Some(PodLink {
+                uid: uid.to_string(),
+                namespace: namespace.clone(),
+                pod_name: name.clone(),
+                container_name: "POD".into(),
+                infra: true,
+                init: false,
+                attempt: 0,
+                ipc: None,
+                uts: None,
+            }),
+            log_path: None,
+        };
+        // Write-ahead record, then the network, then the /etc files.
+        let dir = self.container_dir(&id);
+        {
+            let staging = self.paths.containers().join(format!(".{id}"));
+            peapod_store::create_dir_all(&staging)?;
+            peapod_store::write_json(&staging.join("container.json"), &infra)?;
+            fs::rename(&staging, &dir).with_context(|| format!("committing {}", dir.display()))?;
+        }
+        if let Some(pin) = infra.netns.clone() {
+            netns::create(&pin).with_context(|| format!("creating the pod network namespace {}", pin.display()))?;
+            let endpoint = peapod_sandbox::PodNetwork::new(&self.paths.network(), &self.paths.cni_conf_dir(), self.config.network.clone())
+                .attach(&id, &pin)
+                .context("attaching the pod to the network")?;
+            infra.endpoint = Some(endpoint);
+        }
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut hosts = if host_network {
+            fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            peapod_sandbox::etc::hosts(&infra.hostname, infra.endpoint.as_ref().map(|e| e.ip))
+        };
+        for alias in spec.host_aliases.iter().flatten() {
+            let names = alias.hostnames.clone().unwrap_or_default().join("\t");
+            hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{names}\n", alias.ip));
+        }
+        let mut resolv = peapod_sandbox::etc::resolv_conf(&host_resolv);
+        if let Some(dns) = &spec.dns_config {
+            let mut lines = Vec::new();
+            for ns in dns.nameservers.iter().flatten() {
+                lines.push(format!("nameserver {ns}"));
+            }
+            if let Some(search) = &dns.searches {
+                lines.push(format!("search {}", search.join(" ")));
+            }
+            if spec.dns_policy.as_deref() == Some("None") {
+                resolv = lines.join("\n") + "\n";
+            } else {
+                resolv.push_str(&(lines.join("\n") + "\n"));
+            }
+        }
+        peapod_store::atomic_write(&dir.join("hosts"), hosts.as_bytes())?;
+        peapod_store::atomic_write(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        peapod_store::atomic_write(&dir.join("hostname"), format!("{}\n", infra.hostname).as_bytes())?;
+        infra.phase = Phase::Created;
+        peapod_store::write_json(&dir.join("container.json"), &infra)?;
+
+        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let mut cmd = Command::new(exe);
+        if let Some(root) = &self.root {
+            cmd.arg("--root").arg(root);
+        }
+        let mut child = cmd
+            .arg("pod-monitor")
+            .arg(uid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the pod monitor")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line)
+            .context("reading the pod monitor's report")?;
+        if line.trim_end() == "ok" {
+            return Ok(());
+        }
+        let _ = child.wait();
+        Err(anyhow!(
+            "starting pod {name}: {}",
+            line.trim_end().strip_prefix("error: ").unwrap_or("the pod monitor exited before the sandbox was ready")
+        ))
+    }
+
+    /// `delete pod`: marks the pod Terminating, lets its monitor stop the containers
+    /// (SIGTERM, grace period, SIGKILL, infra last), then removes every resource. Bounded
+    /// and idempotent: a dead or stuck monitor is handled here.
+    pub fn delete_pod(&self, view: &PodView, grace: Option<i64>) -> Result<()> {
+        let dir = self.pod_dir(&view.uid);
+        let mut pod = self.stored_pod(&view.uid)?.ok_or_else(|| user_error(format!("pods \"{}\" not found", view.name())))?;
+        let spec_grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = grace.unwrap_or(spec_grace).max(0);
+        if pod.metadata.deletion_timestamp.is_none() {
+            pod.metadata.deletion_timestamp = Some(k8s_time(Utc::now() + chrono::Duration::seconds(grace)));
+            pod.metadata.deletion_grace_period_seconds = Some(grace);
+            peapod_store::write_json(&dir.join("pod.json"), &pod)?;
+        }
+        let monitor_lock = dir.join("monitor.lock");
+        if Lock::is_held(&monitor_lock)? {
+            let pid: Option<i32> = fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|s| s.trim().parse().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            }
+            let limit = Duration::from_secs(grace as u64 + 15);
+            wait_until(limit, || !Lock::is_held(&monitor_lock).unwrap_or(false));
+        }
+        self.teardown_pod(&view.uid)
+    }
+
+    /// Removes every resource of a pod: its containers (killed if still alive), the
+    /// sandbox (network, netns), emptyDir volumes, logs and records. Each step is attempted.
+    pub fn teardown_pod(&self, uid: &str) -> Result<()> {
+        let mut errors = Vec::new();
+        let mut containers = self.pod_containers(uid)?;
+        // App and init containers first, the infra last.
+        containers.sort_by_key(|c| c.config.pod.as_ref().is_some_and(|l| l.infra));
+        for c in &containers {
+            if let Err(e) = self.remove(c, true, true) {
+                errors.push(format!("{}: {e:#}", c.config.name));
+            }
+        }
+        let dir = self.pod_dir(uid);
+        let volumes = dir.join("volumes");
+        if let Ok(rd) = fs::read_dir(&volumes) {
+            for v in rd.flatten() {
+                let _ = peapod_image::rootfs::unmount(&v.path());
+            }
+        }
+        if let Some(pod) = self.stored_pod(uid)? {
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let _ = fs::remove_dir_all(self.pod_log_dir(&ns, &name, uid));
+        }
+        if errors.is_empty() {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("removing {}: {e}", dir.display()));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("deleting the pod left work undone: {}", errors.join("; ")))
+        }
+    }
+}
+
+/// The Docker labels kubelet puts on pod containers.
+pub fn pod_labels(pod: &Pod, container: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("io.kubernetes.pod.name".to_string(), pod.metadata.name.clone().unwrap_or_default()),
+        ("io.kubernetes.pod.namespace".to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
+        ("io.kubernetes.pod.uid".to_string(), pod.metadata.uid.clone().unwrap_or_default()),
+        ("io.kubernetes.container.name".to_string(), container.to_string()),
+    ])
+}
+
+/// Kubernetes-style errors for the CLI.
+struct UserErrorExt;
+
+impl UserErrorExt {
+    fn already_exists(name: &str) -> anyhow::Error {
+        user_error(format!("pods \"{name}\" already exists"))
+    }
+}
+
+/// Whether a recorded container process is alive now.
+pub fn alive(status: &ContainerStatus) -> bool {
+    status.pid > 0 && proc_start_time(status.pid) == Some(status.pid_start)
+}
+
+/// A hostPath or emptyDir source path check shared by the monitor: `sub` joined under
+/// `base` must stay inside it.
+pub fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf> {
+    if sub.split('/').any(|c| c == "..") || sub.starts_with('/') {
+        bail!("subPath {sub:?} must be a relative path without '..'");
+    }
+    let joined = base.join(sub);
+    fs::create_dir_all(&joined).with_context(|| format!("creating subPath {}", joined.display()))?;
+    let real = joined.canonicalize().with_context(|| format!("resolving {}", joined.display()))?;
+    let real_base = base.canonicalize().with_context(|| format!("resolving {}", base.display()))?;
+    if !real.starts_with(&real_base) {
+        bail!("subPath {sub:?} escapes its volume through a symlink");
+    }
+    Ok(real)
+}

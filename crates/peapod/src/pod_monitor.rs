@@ -1,0 +1,802 @@
+//! The per-pod monitor (`peapod pod-monitor UID`): one small single-threaded process per
+//! pod, the parent and subreaper of the pod's infra process and containers. It prepares the
+//! volumes, runs the init containers one at a time, then the app containers, restarts them
+//! per restartPolicy with back-off, writes their CRI logs, records every start and exit
+//! durably (each container's `status.json`, the pod's `observed.json` and events), and on
+//! SIGTERM stops the containers (grace period, then SIGKILL) and the infra last.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use peapod_api::status::{ObservedContainer, ObservedPod, ObservedState};
+use peapod_oci::runtime::Runtime;
+use peapod_oci::{ImageProcess, ProcessOverrides};
+use peapod_store::Lock;
+
+use crate::crilog::LineSplitter;
+use crate::engine::{proc_start_time, Engine};
+use crate::monitor::{close_inherited_fds, create_in_runtime, output_streams, reap_children, Output};
+use crate::pod::{container_name, join_sub_path, pod_labels};
+use crate::record::{ContainerConfig, ContainerStatus, MountRecord, NetworkMode, Phase, PodLink};
+
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// One container of the pod spec and what became of it.
+struct Slot {
+    spec: Container,
+    init: bool,
+    attempt: u32,
+    restart_count: i32,
+    state: ObservedState,
+    last_state: Option<ObservedState>,
+    container_id: Option<String>,
+    image_id: String,
+    retry_at: Option<Instant>,
+    running: Option<RunningContainer>,
+    /// An init container that finished with exit 0.
+    succeeded: bool,
+}
+
+struct RunningContainer {
+    config: ContainerConfig,
+    pid: i32,
+    status: ContainerStatus,
+    streams: Vec<(OwnedFd, LineSplitter)>,
+    log: File,
+    _output: Output,
+    _lock: Lock,
+}
+
+struct PodMonitor<'a> {
+    engine: &'a Engine,
+    uid: String,
+    pod: Pod,
+    infra: ContainerConfig,
+    infra_pid: i32,
+    infra_status: ContainerStatus,
+    observed: ObservedPod,
+    slots: Vec<Slot>,
+    volumes_ready: bool,
+    failed: bool,
+    terminating: Option<Instant>,
+    killed: bool,
+}
+
+/// Entry point. Reports `ok` once the sandbox is up (or `error: …`), then runs the pod.
+pub fn run(engine: &Engine, uid: &str) -> Result<()> {
+    let _ = nix::unistd::setsid();
+    close_inherited_fds();
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(sig);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let dir = engine.pod_dir(uid);
+    let _lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
+        .ok_or_else(|| anyhow!("another monitor is already running for pod {uid}"))?;
+    peapod_store::atomic_write(&dir.join("monitor.pid"), std::process::id().to_string().as_bytes())?;
+    let mut pm = match start_sandbox(engine, uid) {
+        Ok(pm) => {
+            println!("ok");
+            let _ = std::io::stdout().flush();
+            if let Ok(null) = File::options().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&null);
+            }
+            pm
+        }
+        Err(e) => {
+            println!("error: {e:#}");
+            return Err(e);
+        }
+    };
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("creating the signalfd")?;
+    pm.run_loop(&sigfd)
+}
+
+fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
+    nix::sys::prctl::set_child_subreaper(true).context("becoming the pod's subreaper")?;
+    let pod = engine.stored_pod(uid)?.ok_or_else(|| anyhow!("pod {uid} has no record"))?;
+    let infra = engine
+        .pod_containers(uid)?
+        .into_iter()
+        .find(|c| c.config.pod.as_ref().is_some_and(|l| l.infra))
+        .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?
+        .config;
+    let exe = std::env::current_exe().context("locating the peapod binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("infra").arg("--hostname").arg(&infra.hostname);
+    if let Some(pin) = &infra.netns {
+        cmd.arg("--netns").arg(pin);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the infra process")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line)
+        .context("reading the infra process's report")?;
+    if line.trim_end() != "ok" {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the infra process failed: {}", line.trim_end().trim_start_matches("error: "));
+    }
+    let infra_pid = child.id() as i32;
+    // The child is reaped by our own waitpid loop, not by `Child`.
+    std::mem::forget(child);
+    let now = Utc::now();
+    let infra_status = ContainerStatus {
+        pid: infra_pid,
+        pid_start: proc_start_time(infra_pid).unwrap_or_default(),
+        started_at: Some(now),
+        ..Default::default()
+    };
+    let infra_dir = engine.container_dir(&infra.id);
+    peapod_store::write_json(&infra_dir.join("status.json"), &infra_status)?;
+    let infra_lock = Lock::try_exclusive(&infra_dir.join("monitor.lock"))?;
+    std::mem::forget(infra_lock);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut slots = Vec::new();
+    for (init, list) in [(true, spec.init_containers.clone().unwrap_or_default()), (false, spec.containers.clone())] {
+        for c in list {
+            let waiting = if init || spec.init_containers.as_ref().is_none_or(|l| l.is_empty()) {
+                "ContainerCreating"
+            } else {
+                "PodInitializing"
+            };
+            slots.push(Slot {
+                spec: c,
+                init,
+                attempt: 0,
+                restart_count: 0,
+                state: ObservedState::Waiting { reason: waiting.into(), message: None },
+                last_state: None,
+                container_id: None,
+                image_id: String::new(),
+                retry_at: None,
+                running: None,
+                succeeded: false,
+            });
+        }
+    }
+    let observed = ObservedPod {
+        sandbox_ready: true,
+        pod_ip: infra.endpoint.as_ref().map(|e| e.ip.to_string()).or_else(|| host_ip()),
+        host_ip: host_ip(),
+        start_time: Some(now),
+        scheduled_at: pod.metadata.creation_timestamp.as_ref().map_or(now, crate::pod::chrono_time),
+        containers: Vec::new(),
+    };
+    let mut pm = PodMonitor {
+        engine,
+        uid: uid.to_string(),
+        pod,
+        infra,
+        infra_pid,
+        infra_status,
+        observed,
+        slots,
+        volumes_ready: false,
+        failed: false,
+        terminating: None,
+        killed: false,
+    };
+    pm.save_observed()?;
+    Ok(pm)
+}
+
+/// The host's first non-loopback IPv4 address (status.hostIP), if any.
+fn host_ip() -> Option<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No packet is sent: connecting a UDP socket only picks the route's source address.
+    sock.connect("10.255.255.255:9").ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+fn backoff(restarts: i32) -> Duration {
+    let factor = 1u32 << restarts.clamp(0, 10);
+    (BACKOFF_INITIAL * factor).min(BACKOFF_MAX)
+}
+
+impl PodMonitor<'_> {
+    fn restart_policy(&self) -> String {
+        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+    }
+
+    fn event(&self, kind: &str, reason: &str, message: &str) {
+        let _ = self.engine.record_event(&self.pod, kind, reason, message);
+    }
+
+    fn save_observed(&mut self) -> Result<()> {
+        self.observed.containers = self
+            .slots
+            .iter()
+            .map(|s| ObservedContainer {
+                name: s.spec.name.clone(),
+                init: s.init,
+                container_id: s.container_id.clone(),
+                image: s.spec.image.clone().unwrap_or_default(),
+                image_id: s.image_id.clone(),
+                state: s.state.clone(),
+                last_state: s.last_state.clone(),
+                restart_count: s.restart_count,
+            })
+            .collect();
+        peapod_store::write_json(&self.engine.pod_dir(&self.uid).join("observed.json"), &self.observed)?;
+        Ok(())
+    }
+
+    fn run_loop(&mut self, sigfd: &SignalFd) -> Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if self.terminating.is_none() {
+                self.plan();
+            } else if !self.killed && self.terminating.is_some_and(|d| Instant::now() >= d) {
+                self.kill_all(libc::SIGKILL);
+                self.killed = true;
+            }
+            if self.terminating.is_some() && self.slots.iter().all(|s| s.running.is_none()) {
+                return self.finish();
+            }
+            self.save_observed()?;
+            let now = Instant::now();
+            let mut deadline: Option<Instant> = self.slots.iter().filter_map(|s| s.retry_at).min();
+            if let Some(t) = self.terminating.filter(|_| !self.killed) {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+            if !self.volumes_ready && self.terminating.is_none() {
+                deadline = Some(now + Duration::from_secs(2));
+            }
+            let timeout = deadline.map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            });
+            let mut index: Vec<(usize, usize)> = Vec::new();
+            let mut fds: Vec<PollFd> = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            for (si, slot) in self.slots.iter().enumerate() {
+                if let Some(r) = &slot.running {
+                    for (fi, (fd, _)) in r.streams.iter().enumerate() {
+                        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                        index.push((si, fi));
+                    }
+                }
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).context("polling the pod's containers"),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+            drop(fds);
+            let mut signals = Vec::new();
+            if ready[0] {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    signals.push(info.ssi_signo as i32);
+                }
+            }
+            // Output first, so the last lines land before the exit is recorded.
+            let mut closed: Vec<(usize, usize)> = Vec::new();
+            for (k, &(si, fi)) in index.iter().enumerate() {
+                if !ready[k + 1] {
+                    continue;
+                }
+                let r = self.slots[si].running.as_mut().expect("indexed slot runs");
+                let (fd, splitter) = &mut r.streams[fi];
+                match nix::unistd::read(fd.as_fd(), &mut buf) {
+                    Ok(0) | Err(Errno::EIO) => closed.push((si, fi)),
+                    Ok(n) => {
+                        let _ = splitter.feed(&buf[..n], Utc::now(), &mut r.log);
+                    }
+                    Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(_) => closed.push((si, fi)),
+                }
+            }
+            for &(si, fi) in closed.iter().rev() {
+                if let Some(r) = self.slots[si].running.as_mut() {
+                    let (_, mut splitter) = r.streams.remove(fi);
+                    let _ = splitter.finish(Utc::now(), &mut r.log);
+                }
+            }
+            if signals.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT) && self.terminating.is_none() {
+                self.begin_termination();
+            }
+            for (pid, code) in reap_children() {
+                if pid == self.infra_pid {
+                    self.infra_status.exit_code = Some(code);
+                    self.infra_status.finished_at = Some(Utc::now());
+                    let _ = peapod_store::write_json(&self.engine.container_dir(&self.infra.id).join("status.json"), &self.infra_status);
+                    self.observed.sandbox_ready = false;
+                    continue;
+                }
+                if let Some(si) = self.slots.iter().position(|s| s.running.as_ref().is_some_and(|r| r.pid == pid)) {
+                    self.on_exit(si, code);
+                }
+            }
+        }
+    }
+
+    /// Starts whatever should run now: the next init container, or the app containers.
+    fn plan(&mut self) {
+        if self.failed {
+            return;
+        }
+        if !self.volumes_ready {
+            match self.prepare_volumes() {
+                Ok(()) => self.volumes_ready = true,
+                Err(e) => {
+                    self.event("Warning", "FailedMount", &format!("{e:#}"));
+                    return;
+                }
+            }
+        }
+        let now = Instant::now();
+        if let Some(si) = self.slots.iter().position(|s| s.init && !s.succeeded) {
+            let s = &self.slots[si];
+            if s.running.is_none() && s.retry_at.is_none_or(|t| now >= t) && !self.failed {
+                self.launch(si);
+            }
+            return;
+        }
+        for si in 0..self.slots.len() {
+            let s = &self.slots[si];
+            if s.init || s.running.is_some() {
+                continue;
+            }
+            let fresh = s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
+            if fresh && s.retry_at.is_none_or(|t| now >= t) {
+                self.launch(si);
+            }
+        }
+    }
+
+    fn volume_path(&self, name: &str) -> Option<PathBuf> {
+        let spec = self.pod.spec.as_ref()?;
+        let v = spec.volumes.iter().flatten().find(|v| v.name == name)?;
+        if let Some(hp) = &v.host_path {
+            return Some(PathBuf::from(&hp.path));
+        }
+        Some(self.engine.pod_dir(&self.uid).join("volumes").join(name))
+    }
+
+    /// emptyDirs made (tmpfs for `medium: Memory`), hostPaths checked per their `type`.
+    fn prepare_volumes(&self) -> Result<()> {
+        let Some(spec) = self.pod.spec.as_ref() else { return Ok(()) };
+        for v in spec.volumes.iter().flatten() {
+            if let Some(hp) = &v.host_path {
+                check_host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))
+                    .with_context(|| format!("MountVolume.SetUp failed for volume \"{}\"", v.name))?;
+            } else if let Some(ed) = &v.empty_dir {
+                let dir = self.engine.pod_dir(&self.uid).join("volumes").join(&v.name);
+                fs::create_dir_all(&dir).with_context(|| format!("creating emptyDir {}", dir.display()))?;
+                if ed.medium.as_deref() == Some("Memory") && !is_mountpoint(&dir) {
+                    let mut opts = "mode=0777".to_string();
+                    if let Some(size) = &ed.size_limit {
+                        opts.push_str(&format!(",size={}", quantity_bytes(&size.0)?));
+                    }
+                    nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(opts.as_str()))
+                        .with_context(|| format!("mounting tmpfs for emptyDir {}", v.name))?;
+                } else {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o777));
+                }
+            } else {
+                bail!("volume {:?}: peapod supports emptyDir and hostPath volumes only so far", v.name);
+            }
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, si: usize) {
+        match self.try_launch(si) {
+            Ok(()) => {}
+            Err((reason, e)) => {
+                let slot = &mut self.slots[si];
+                let message = format!("{e:#}");
+                slot.state = ObservedState::Waiting { reason: reason.to_string(), message: Some(message.clone()) };
+                slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
+                let kind = if reason == "ErrImageNeverPull" { "ErrImageNeverPull" } else { "Failed" };
+                self.event("Warning", kind, &message);
+            }
+        }
+    }
+
+    fn try_launch(&mut self, si: usize) -> std::result::Result<(), (&'static str, anyhow::Error)> {
+        let engine = self.engine;
+        let spec = self.slots[si].spec.clone();
+        let image_name = spec.image.clone().unwrap_or_default();
+        let images = engine.images().map_err(|e| ("CreateContainerError", e))?;
+        let policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let image = match images.resolve(&image_name) {
+            Ok(i) => i,
+            Err(_) if policy == "Never" => {
+                return Err((
+                    "ErrImageNeverPull",
+                    anyhow!("Container image \"{image_name}\" is not present with pull policy of Never"),
+                ))
+            }
+            Err(e) => return Err(("ErrImagePull", anyhow!("image {image_name:?} is not present and peapod cannot pull images yet: {e}"))),
+        };
+        if self.slots[si].attempt == 0 && self.slots[si].container_id.is_none() {
+            self.event("Normal", "Pulled", &format!("Container image \"{image_name}\" already present on machine"));
+        }
+        let config = self.container_config(&spec, &image).map_err(|e| ("CreateContainerConfigError", e))?;
+        let process = peapod_oci::MergedProcess {
+            args: config.args.clone(),
+            env: config.env.clone(),
+            cwd: config.cwd.clone(),
+            user: config.user.clone(),
+        };
+        let config = engine
+            .commit_and_make(config.clone(), Some(&config.name), &image, &images, &process)
+            .map_err(|e| ("CreateContainerError", e))?;
+        self.event("Normal", "Created", &format!("Created container: {}", spec.name));
+        let runtime = Runtime { binary: config.runtime.clone(), state_root: engine.paths.runtime_state() };
+        let dir = engine.container_dir(&config.id);
+        let lock = Lock::try_exclusive(&dir.join("monitor.lock"))
+            .map_err(|e| ("RunContainerError", e.into()))?
+            .ok_or_else(|| ("RunContainerError", anyhow!("container {} is locked by another monitor", config.name)))?;
+        let (pid, output, log) = create_in_runtime(engine, &config, &runtime).map_err(|e| ("RunContainerError", e))?;
+        if let Err(e) = runtime.start(&config.id) {
+            let _ = runtime.delete(&config.id);
+            return Err(("RunContainerError", e.into()));
+        }
+        let now = Utc::now();
+        let status = ContainerStatus { pid, pid_start: proc_start_time(pid).unwrap_or_default(), started_at: Some(now), ..Default::default() };
+        peapod_store::write_json(&dir.join("status.json"), &status).map_err(|e| ("RunContainerError", e.into()))?;
+        self.event("Normal", "Started", &format!("Started container {}", spec.name));
+        let streams = output_streams(&output).map_err(|e| ("RunContainerError", e))?;
+        let slot = &mut self.slots[si];
+        slot.container_id = Some(format!("peapod://{}", config.id));
+        slot.image_id = image.id.clone();
+        slot.state = ObservedState::Running { started_at: now };
+        slot.retry_at = None;
+        slot.attempt += 1;
+        slot.running = Some(RunningContainer { config, pid, status, streams, log, _output: output, _lock: lock });
+        Ok(())
+    }
+
+    /// The container record for one pod container: Kubernetes' command/args rules over the
+    /// image's Entrypoint/Cmd, the infra's namespaces, the pod's volumes.
+    fn container_config(&self, spec: &Container, image: &peapod_image::ImageRecord) -> Result<ContainerConfig> {
+        let engine = self.engine;
+        let images = engine.images()?;
+        let ic = images.config(image)?.config().clone().unwrap_or_default();
+        let image_process = ImageProcess {
+            entrypoint: ic.entrypoint().clone().unwrap_or_default(),
+            cmd: ic.cmd().clone().unwrap_or_default(),
+            env: ic.env().clone().unwrap_or_default(),
+            working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
+            user: ic.user().clone().filter(|u| !u.is_empty()),
+        };
+        let argv = match (&spec.command, &spec.args) {
+            (Some(cmd), args) => Some(cmd.iter().chain(args.iter().flatten()).cloned().collect::<Vec<_>>()),
+            (None, Some(args)) => Some(image_process.entrypoint.iter().chain(args.iter()).cloned().collect()),
+            (None, None) => None,
+        };
+        let sc = spec.security_context.as_ref();
+        let user = sc.and_then(|s| s.run_as_user).map(|u| match sc.and_then(|s| s.run_as_group) {
+            Some(g) => format!("{u}:{g}"),
+            None => u.to_string(),
+        });
+        let overrides = ProcessOverrides {
+            entrypoint: argv.as_ref().map(|_| String::new()),
+            cmd: argv.unwrap_or_default(),
+            env: spec.env.iter().flatten().map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default())).collect(),
+            working_dir: spec.working_dir.clone(),
+            user,
+        };
+        let process = peapod_oci::merge_process(&image_process, &overrides)?;
+        let mut mounts = Vec::new();
+        for vm in spec.volume_mounts.iter().flatten() {
+            let base = self.volume_path(&vm.name).ok_or_else(|| anyhow!("volume {:?} is not declared", vm.name))?;
+            let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) => join_sub_path(&base, sub)?,
+                None => base,
+            };
+            let ro = vm.read_only.unwrap_or(false);
+            mounts.push(MountRecord {
+                kind: "bind".into(),
+                name: None,
+                source,
+                destination: vm.mount_path.clone(),
+                rw: !ro,
+                mode: if ro { "ro".into() } else { String::new() },
+                anonymous: false,
+            });
+        }
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let namespace = self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let attempt = self.slots.iter().find(|s| s.spec.name == spec.name).map_or(0, |s| s.attempt);
+        let id = peapod_store::new_id();
+        let host_network = self.infra.network_mode == NetworkMode::Host;
+        let ns_path = |ns: &str| Some(PathBuf::from(format!("/proc/{}/ns/{ns}", self.infra_pid)));
+        let runtime = Runtime::resolve(engine.runtime_override.as_deref().or(engine.config.runtime.as_deref()), &engine.paths.runtime_state())?;
+        Ok(ContainerConfig {
+            id: id.clone(),
+            name: container_name(&spec.name, &name, &namespace, &self.uid, attempt),
+            created: Utc::now(),
+            image: spec.image.clone().unwrap_or_default(),
+            image_id: image.id.clone(),
+            args: process.args,
+            env: process.env,
+            cwd: process.cwd,
+            user: process.user,
+            tty: spec.tty.unwrap_or(false),
+            open_stdin: spec.stdin.unwrap_or(false),
+            auto_remove: false,
+            hostname: self.infra.hostname.clone(),
+            network_mode: if host_network { NetworkMode::Host } else { NetworkMode::Container(self.infra.id.clone()) },
+            netns: None,
+            endpoint: None,
+            mounts,
+            ports: Vec::new(),
+            runtime: runtime.binary,
+            cgroups_path: format!("/{}/{}", engine.config.cgroup_parent, id),
+            phase: Phase::Creating,
+            labels: pod_labels(&self.pod, &spec.name),
+            pod: Some(PodLink {
+                uid: self.uid.clone(),
+                namespace: namespace.clone(),
+                pod_name: name.clone(),
+                container_name: spec.name.clone(),
+                infra: false,
+                init: self.slots.iter().any(|s| s.init && s.spec.name == spec.name),
+                attempt,
+                ipc: ns_path("ipc"),
+                uts: ns_path("uts"),
+            }),
+            log_path: Some(engine.pod_log_dir(&namespace, &name, &self.uid).join(&spec.name).join(format!("{attempt}.log"))),
+        })
+    }
+
+    fn on_exit(&mut self, si: usize, code: i32) {
+        let now = Utc::now();
+        let policy = self.restart_policy();
+        let terminating = self.terminating.is_some();
+        let slot = &mut self.slots[si];
+        let Some(mut r) = slot.running.take() else { return };
+        for (_, mut splitter) in std::mem::take(&mut r.streams) {
+            let _ = splitter.finish(now, &mut r.log);
+        }
+        let _ = r.log.sync_data();
+        r.status.exit_code = Some(code);
+        r.status.finished_at = Some(now);
+        let dir = self.engine.container_dir(&r.config.id);
+        let _ = peapod_store::write_json(&dir.join("status.json"), &r.status);
+        let runtime = Runtime { binary: r.config.runtime.clone(), state_root: self.engine.paths.runtime_state() };
+        let _ = runtime.delete(&r.config.id);
+        let started_at = match slot.state {
+            ObservedState::Running { started_at } => Some(started_at),
+            _ => r.status.started_at,
+        };
+        let terminated = ObservedState::Terminated {
+            exit_code: code,
+            signal: (code > 128).then_some(code - 128),
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            message: None,
+            started_at,
+            finished_at: now,
+        };
+        let name = slot.spec.name.clone();
+        let restart = !terminating
+            && match (slot.init, policy.as_str()) {
+                (true, "Never") => false,
+                (true, _) => code != 0,
+                (false, "Always") => true,
+                (false, "OnFailure") => code != 0,
+                _ => false,
+            };
+        if slot.init && code == 0 {
+            slot.succeeded = true;
+        }
+        if restart {
+            slot.last_state = Some(terminated);
+            let delay = backoff(slot.restart_count);
+            slot.restart_count += 1;
+            slot.retry_at = Some(Instant::now() + delay);
+            slot.state = ObservedState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!("back-off {}s restarting failed container={name} pod={}", delay.as_secs(), self.pod.metadata.name.clone().unwrap_or_default())),
+            };
+            drop(r);
+            self.event("Warning", "BackOff", "Back-off restarting failed container");
+        } else {
+            slot.state = terminated;
+            if slot.init && code != 0 {
+                self.failed = true;
+            }
+        }
+    }
+
+    fn begin_termination(&mut self) {
+        let pod = self.engine.stored_pod(&self.uid).ok().flatten().unwrap_or_else(|| self.pod.clone());
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .max(0) as u64;
+        self.terminating = Some(Instant::now() + Duration::from_secs(grace));
+        for s in &mut self.slots {
+            s.retry_at = None;
+        }
+        let names: Vec<String> = self.slots.iter().filter(|s| s.running.is_some()).map(|s| s.spec.name.clone()).collect();
+        for n in names {
+            self.event("Normal", "Killing", &format!("Stopping container {n}"));
+        }
+        if grace == 0 {
+            self.kill_all(libc::SIGKILL);
+            self.killed = true;
+        } else {
+            self.kill_all(libc::SIGTERM);
+        }
+    }
+
+    fn kill_all(&self, signal: i32) {
+        for s in &self.slots {
+            if let Some(r) = &s.running {
+                let runtime = Runtime { binary: r.config.runtime.clone(), state_root: self.engine.paths.runtime_state() };
+                let _ = runtime.kill(&r.config.id, signal, signal == libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Every container is gone: stop the infra last and record it.
+    fn finish(&mut self) -> Result<()> {
+        if self.infra_status.exit_code.is_none() {
+            let pid = nix::unistd::Pid::from_raw(self.infra_pid);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            self.infra_status.exit_code = Some(0);
+            self.infra_status.finished_at = Some(Utc::now());
+            peapod_store::write_json(&self.engine.container_dir(&self.infra.id).join("status.json"), &self.infra_status)?;
+        }
+        self.observed.sandbox_ready = false;
+        self.save_observed()
+    }
+}
+
+fn is_mountpoint(dir: &std::path::Path) -> bool {
+    let target = dir.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(&*target)))
+        .unwrap_or(false)
+}
+
+/// A Kubernetes quantity ("64Mi", "1G", "1000") in bytes.
+fn quantity_bytes(q: &str) -> Result<u64> {
+    const SUFFIXES: [(&str, u64); 12] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("Ei", 1 << 60),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+        ("E", 1_000_000_000_000_000_000),
+    ];
+    for (suffix, mult) in SUFFIXES {
+        if let Some(n) = q.strip_suffix(suffix) {
+            let n: f64 = n.parse().map_err(|_| anyhow!("invalid quantity {q:?}"))?;
+            return Ok((n * mult as f64) as u64);
+        }
+    }
+    q.parse::<f64>().map(|n| n as u64).map_err(|_| anyhow!("invalid quantity {q:?}"))
+}
+
+/// The kubelet's hostPath type checks (and creation for the `…OrCreate` types).
+pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let p = std::path::Path::new(path);
+    let meta = fs::metadata(p);
+    let fail = |what: &str| -> Result<()> { bail!("hostPath type check failed: {path} is not {what}") };
+    match kind {
+        "" => {
+            if meta.is_err() {
+                fs::create_dir_all(p).with_context(|| format!("creating hostPath {path}"))?;
+            }
+            Ok(())
+        }
+        "DirectoryOrCreate" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => fail("a directory"),
+            Err(_) => {
+                fs::create_dir_all(p).with_context(|| format!("creating hostPath {path}"))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o755)).with_context(|| format!("chmod {path}"))
+            }
+        },
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => fail("a directory"),
+        },
+        "FileOrCreate" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => fail("a file"),
+            Err(_) => {
+                if let Some(parent) = p.parent() {
+                    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                }
+                fs::OpenOptions::new().write(true).create(true).truncate(false).open(p).with_context(|| format!("creating hostPath file {path}"))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod {path}"))
+            }
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => fail("a file"),
+        },
+        "Socket" => match meta {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => fail("a socket file"),
+        },
+        "CharDevice" => match meta {
+            Ok(m) if m.file_type().is_char_device() => Ok(()),
+            _ => fail("a character device"),
+        },
+        "BlockDevice" => match meta {
+            Ok(m) if m.file_type().is_block_device() => Ok(()),
+            _ => fail("a block device"),
+        },
+        other => bail!("hostPath type {other:?} is not supported"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::from_secs(10));
+        assert_eq!(backoff(1), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(160));
+        assert_eq!(backoff(5), Duration::from_secs(300));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity_bytes("64Mi").unwrap(), 64 << 20);
+        assert_eq!(quantity_bytes("1G").unwrap(), 1_000_000_000);
+        assert_eq!(quantity_bytes("1000").unwrap(), 1000);
+        assert!(quantity_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        let f = dir.path().join("f");
+        let ds = d.to_str().unwrap();
+        let fs_ = f.to_str().unwrap();
+        assert!(check_host_path(ds, "Directory").is_err());
+        check_host_path(ds, "DirectoryOrCreate").unwrap();
+        check_host_path(ds, "Directory").unwrap();
+        assert!(check_host_path(ds, "File").is_err());
+        assert!(check_host_path(fs_, "File").is_err());
+        check_host_path(fs_, "FileOrCreate").unwrap();
+        check_host_path(fs_, "File").unwrap();
+        assert!(check_host_path(fs_, "DirectoryOrCreate").is_err());
+        assert!(check_host_path(fs_, "Socket").is_err());
+        assert!(check_host_path("/dev/null", "CharDevice").is_ok());
+        assert!(check_host_path("/dev/null", "BlockDevice").is_err());
+        assert!(check_host_path(ds, "Bogus").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! End-to-end tests of pods (seed parts 2 and 3, claims S2–S7), as root, through the
+//! `peapod` binary with the seed's manifests from `examples/`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{eth0_addr_mac, ns_inode, Peapod};
+use serde_json::Value;
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)).unwrap()
+}
+
+/// Writes a manifest into the test's root and returns its path.
+fn manifest(p: &Peapod, name: &str, text: &str) -> String {
+    let path = p.root.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn pod_json(p: &Peapod, name: &str) -> Value {
+    serde_json::from_str(&p.ok(&["get", "pods", name, "-o", "json"])).unwrap()
+}
+
+fn get_line(p: &Peapod, name: &str) -> String {
+    p.ok(&["get", "pods"]).lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default().to_string()
+}
+
+/// Polls `get pods` until the pod's row matches READY and STATUS, or fails with the last row.
+fn wait_pod(p: &Peapod, name: &str, ready: &str, status: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let line = get_line(p, name);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) == Some(&ready) && cols.get(2) == Some(&status) {
+            return line;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "pod {name} never reached {ready} {status}; last: {line:?}\n{}", p.ok(&["describe", "pod", name]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ps_k8s(p: &Peapod, pod: &str) -> Vec<String> {
+    p.ok(&["ps", "-a"]).lines().filter(|l| l.contains(&format!("_{pod}_default_"))).map(str::to_string).collect()
+}
+
+fn pid(p: &Peapod, container: &str) -> i64 {
+    p.inspect(container)["State"]["Pid"].as_i64().unwrap()
+}
+
+/// The docker-style name of a pod container (from `ps -a`).
+fn k8s_name(p: &Peapod, pod: &str, container: &str) -> String {
+    let prefix = format!("k8s_{container}_{pod}_default_");
+    ps_k8s(p, pod)
+        .iter()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .find(|n| n.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}… in ps -a"))
+}
+
+/// S2–S5: the seed's two-container pod.
+#[test]
+fn seed_s2_to_s5_two_containers_share_the_sandbox() {
+    let p = Peapod::new();
+    let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
+    assert_eq!(p.ok(&["apply", "-f", &file]).trim(), "pod/two-containers created");
+    // S2
+    let line = wait_pod(&p, "two-containers", "2/2", "Running");
+    assert!(line.split_whitespace().nth(3) == Some("0"), "{line}");
+    let header = p.ok(&["get", "pods"]).lines().next().unwrap().to_string();
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+
+    // S3: three k8s_ entries, the infra among them, named as the kubelet names them.
+    let uid = pod_json(&p, "two-containers")["metadata"]["uid"].as_str().unwrap().to_string();
+    let rows = ps_k8s(&p, "two-containers");
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    for c in ["POD", "my-test-container1", "my-test-container2"] {
+        let want = format!("k8s_{c}_two-containers_default_{uid}_0");
+        assert!(rows.iter().any(|r| r.ends_with(&want) && r.contains("Up ")), "{want} not in {rows:#?}");
+    }
+
+    // S4: net, ipc, uts shared with the infra; mnt and pid private.
+    let infra = k8s_name(&p, "two-containers", "POD");
+    let c1 = k8s_name(&p, "two-containers", "my-test-container1");
+    let c2 = k8s_name(&p, "two-containers", "my-test-container2");
+    let (pi, p1, p2) = (pid(&p, &infra), pid(&p, &c1), pid(&p, &c2));
+    for ns in ["net", "ipc", "uts"] {
+        assert_eq!(ns_inode(pi, ns), ns_inode(p1, ns), "{ns}: infra vs c1");
+        assert_eq!(ns_inode(pi, ns), ns_inode(p2, ns), "{ns}: infra vs c2");
+    }
+    for ns in ["mnt", "pid"] {
+        assert_ne!(ns_inode(p1, ns), ns_inode(p2, ns), "{ns}: c1 vs c2");
+        assert_ne!(ns_inode(pi, ns), ns_inode(p1, ns), "{ns}: infra vs c1");
+    }
+    // Not the host's namespaces, and no process of the pod has the host's mount namespace.
+    let me = std::process::id() as i64;
+    for ns in ["net", "ipc", "uts", "mnt"] {
+        assert_ne!(ns_inode(pi, ns), ns_inode(me, ns), "{ns}: infra vs host");
+    }
+    assert_eq!(p.ok(&["exec", "two-containers", "-c", "my-test-container2", "--", "hostname"]).trim(), "two-containers");
+    assert_eq!(p.inspect(&c1)["HostConfig"]["NetworkMode"], format!("container:{}", p.inspect(&infra)["Id"].as_str().unwrap()).as_str());
+
+    // S5: one IP; eth0 identical in both containers; equal to status.podIP and describe.
+    let pod_ip = pod_json(&p, "two-containers")["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(pod_ip.starts_with(&p.subnet_prefix), "{pod_ip}");
+    let (ip1, mac1) = eth0_addr_mac(&p.ok(&["exec", "two-containers", "-c", "my-test-container1", "--", "ifconfig"]));
+    let (ip2, mac2) = eth0_addr_mac(&p.ok(&["exec", "two-containers", "-c", "my-test-container2", "--", "ifconfig"]));
+    assert_eq!((ip1.as_str(), ip2.as_str()), (pod_ip.as_str(), pod_ip.as_str()));
+    assert_eq!(mac1, mac2);
+    let describe = p.ok(&["describe", "pod", "two-containers"]);
+    assert!(describe.lines().any(|l| l.starts_with("IP:") && l.ends_with(&pod_ip)), "{describe}");
+    // The default container is the first, with kubectl's notice.
+    let o = p.run(&["exec", "two-containers", "--", "true"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Defaulted container \"my-test-container1\" out of: my-test-container1, my-test-container2"));
+
+    // Re-applying the same manifest changes nothing.
+    assert_eq!(p.ok(&["apply", "-f", &file]).trim(), "pod/two-containers unchanged");
+    let (_, err) = p.fails(&["create", "-f", &file]);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+/// S6: a hostPath volume is one directory shared by both containers and the host.
+#[test]
+fn seed_s6_host_path_volume_is_shared() {
+    let p = Peapod::new();
+    let data = p.root.join("hostdata");
+    let text = example("two-containers-volume.yaml").replace("path: /data", &format!("path: {}", data.display()));
+    let file = manifest(&p, "vol.yaml", &text);
+    p.ok(&["apply", "-f", &file]);
+    wait_pod(&p, "two-containers-volume", "2/2", "Running");
+    p.ok(&["exec", "two-containers-volume", "-c", "c1", "--", "sh", "-c", "echo from-c1 > /data/shared.txt"]);
+    assert_eq!(p.ok(&["exec", "two-containers-volume", "-c", "c2", "--", "cat", "/data/shared.txt"]).trim(), "from-c1");
+    assert_eq!(std::fs::read_to_string(data.join("shared.txt")).unwrap().trim(), "from-c1");
+    let describe = p.ok(&["describe", "pod", "two-containers-volume"]);
+    assert_eq!(describe.matches("/data from shared-data (rw)").count(), 2, "{describe}");
+    assert!(describe.contains("HostPath (bare host directory volume)"), "{describe}");
+    let infra = k8s_name(&p, "two-containers-volume", "POD");
+    assert_eq!(p.inspect(&infra)["Mounts"], Value::Array(vec![]));
+    let c1 = k8s_name(&p, "two-containers-volume", "c1");
+    let m = &p.inspect(&c1)["Mounts"][0];
+    assert_eq!(m["Type"], "bind");
+    assert_eq!(m["Source"], data.to_str().unwrap());
+    assert_eq!(m["Destination"], "/data");
+    assert_eq!(m["RW"], true);
+    assert_eq!(m["Propagation"], "rprivate");
+
+    // Deleting the pod keeps the hostPath content and removes everything else.
+    assert_eq!(p.ok(&["delete", "pod", "two-containers-volume", "--now"]).trim(), "pod \"two-containers-volume\" deleted");
+    assert_eq!(std::fs::read_to_string(data.join("shared.txt")).unwrap().trim(), "from-c1");
+    assert_no_leftovers(&p);
+}
+
+/// S7: the init container runs to completion first; its emptyDir output is seen by the app.
+#[test]
+fn seed_s7_init_container_then_app() {
+    let p = Peapod::new();
+    // The seed's manifest, repeatedly: it must come up every time (Podman fails 2 of 3).
+    for round in 0..3 {
+        let file = manifest(&p, "init.yaml", &example("init-container.yaml"));
+        p.ok(&["apply", "-f", &file]);
+        wait_pod(&p, "init-container-test", "1/1", "Running");
+        assert_eq!(p.ok(&["exec", "init-container-test", "--", "ls", "/data"]).trim(), "test.txt", "round {round}");
+        let rows = ps_k8s(&p, "init-container-test");
+        assert_eq!(rows.len(), 3, "{rows:#?}");
+        let init_row = rows.iter().find(|r| r.contains("k8s_data-container_")).unwrap();
+        assert!(init_row.contains("Exited (0)") && init_row.contains("\"touch /data/test.txt\""), "{init_row}");
+        let init = p.inspect(&k8s_name(&p, "init-container-test", "data-container"));
+        let app = p.inspect(&k8s_name(&p, "init-container-test", "app-container"));
+        let finished = init["State"]["FinishedAt"].as_str().unwrap().to_string();
+        let started = app["State"]["StartedAt"].as_str().unwrap().to_string();
+        assert!(finished <= started, "init finished {finished} after the app started {started}");
+        let status = pod_json(&p, "init-container-test")["status"].clone();
+        assert_eq!(status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+        assert_eq!(status["phase"], "Running");
+        p.ok(&["delete", "pod", "init-container-test", "--now"]);
+        assert_no_leftovers(&p);
+    }
+}
+
+#[test]
+fn failing_init_under_never_fails_the_pod_and_missing_image_never_pulls() {
+    let p = Peapod::new();
+    let failing = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: init-fails
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: boom
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exit 3"]
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "fail.yaml", failing)]);
+    wait_pod(&p, "init-fails", "0/1", "Init:Error");
+    let status = pod_json(&p, "init-fails")["status"].clone();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    // The app container never ran.
+    assert!(ps_k8s(&p, "init-fails").iter().all(|r| !r.contains("k8s_app_")));
+
+    let missing = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: no-image
+spec:
+  containers:
+  - name: app
+    image: example.com/not/here:1.0
+    imagePullPolicy: Never
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "missing.yaml", missing)]);
+    wait_pod(&p, "no-image", "0/1", "ErrImageNeverPull");
+    assert_eq!(pod_json(&p, "no-image")["status"]["phase"], "Pending");
+    let describe = p.ok(&["describe", "pod", "no-image"]);
+    assert!(describe.contains("ErrImageNeverPull"), "{describe}");
+
+    for pod in ["init-fails", "no-image"] {
+        p.ok(&["delete", "pod", pod]);
+    }
+    assert_no_leftovers(&p);
+}
+
+#[test]
+fn invalid_manifests_are_refused_and_nothing_is_made() {
+    let p = Peapod::new();
+    let cases = [
+        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n  - name: c\n    imagee: busybox\n", "unknown field \"spec.containers[0].imagee\""),
+        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n  - name: Bad_Name\n    image: busybox\n", "spec.containers[0].name: Invalid value: \"Bad_Name\""),
+        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n  - name: c\n    image: busybox\n    volumeMounts:\n    - name: nope\n      mountPath: /d\n", "Not found: \"nope\""),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let (code, err) = p.fails(&["apply", "-f", &manifest(&p, &format!("bad{i}.yaml"), text)]);
+        assert_ne!(code, 0);
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+    }
+    let (_, err) = p.fails(&["apply", "-f", "/nonexistent/pod.yaml"]);
+    assert!(err.contains("/nonexistent/pod.yaml"), "{err}");
+    let (_, err) = p.fails(&["get", "pods", "ghost"]);
+    assert!(err.contains("pods \"ghost\" not found"), "{err}");
+    let (_, err) = p.fails(&["delete", "pod", "ghost"]);
+    assert!(err.contains("pods \"ghost\" not found"), "{err}");
+    let o = p.run(&["get", "pods"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No resources found in default namespace."));
+    assert_eq!(p.ok(&["ps", "-aq"]), "");
+    assert!(p.mounts().is_empty());
+}
+
+/// `kill -9` of a pod's monitor: the pod is reported truthfully and deletes cleanly.
+#[test]
+fn pod_monitor_killed_then_deleted_cleanly() {
+    let p = Peapod::new();
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "sleeper.yaml", text)]);
+    wait_pod(&p, "sleeper", "1/1", "Running");
+    let uid = pod_json(&p, "sleeper")["metadata"]["uid"].as_str().unwrap().to_string();
+    let monitor: i32 = std::fs::read_to_string(p.root.join("lib/pods").join(&uid).join("monitor.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The container outlives its monitor and is still reported running.
+    assert!(get_line(&p, "sleeper").contains("1/1"), "{}", get_line(&p, "sleeper"));
+    let app = k8s_name(&p, "sleeper", "app");
+    let app_pid = pid(&p, &app);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(app_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let start = Instant::now();
+    while get_line(&p, "sleeper").contains("1/1") && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(get_line(&p, "sleeper").contains("0/1"), "a dead container is not ready: {}", get_line(&p, "sleeper"));
+    p.ok(&["delete", "pod", "sleeper"]);
+    assert_no_leftovers(&p);
+}
+
+fn assert_no_leftovers(p: &Peapod) {
+    assert_eq!(p.ok(&["ps", "-aq"]), "", "containers left");
+    assert!(p.mounts().is_empty(), "mounts left: {:?}", p.mounts());
+    assert!(p.bridge_ports().is_empty(), "veths left: {:?}", p.bridge_ports());
+    assert!(!p.ipam_text().contains(&p.subnet_prefix), "IPs left: {}", p.ipam_text());
+    let netns_left = std::fs::read_dir(p.root.join("run/netns")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(netns_left, 0, "netns pins left");
+    for c in common::cgroup_controllers() {
+        let parent = c.join(&p.cgroup_parent);
+        let children = std::fs::read_dir(&parent).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+        assert_eq!(children, 0, "cgroups left under {}", parent.display());
+    }
+    let pods_left = std::fs::read_dir(p.root.join("lib/pods")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pods_left, 0, "pod records left");
+}
