@@ -203,6 +203,11 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
     "Burstable"
 }
 
+/// Whether a quantity string is a valid quantity greater than zero.
+pub(crate) fn quantity_is_positive(text: &str) -> bool {
+    parse_quantity(text).is_some_and(|v| v > 0)
+}
+
 fn is_qos_resource(name: &str) -> bool {
     name == "cpu" || name == "memory"
 }
@@ -711,11 +716,561 @@ pub(crate) fn to_time(at: DateTime<Utc>) -> Time {
 
 /// The API's `Time` as a chrono time.
 pub(crate) fn from_time(time: &Time) -> DateTime<Utc> {
-    let mut seconds = time.0.as_second();
-    let mut nanos = time.0.subsec_nanosecond();
+    from_timestamp(time.0)
+}
+
+/// A `jiff` timestamp (inside `Time` and `MicroTime`) as a chrono time.
+pub(crate) fn from_timestamp(ts: k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    let mut seconds = ts.as_second();
+    let mut nanos = ts.subsec_nanosecond();
     if nanos < 0 {
         seconds -= 1;
         nanos += 1_000_000_000;
     }
     DateTime::from_timestamp(seconds, u32::try_from(nanos).unwrap_or(0)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn pod(restart_policy: &str, init: &[&str], apps: &[&str]) -> Pod {
+        let containers = |names: &[&str]| -> Vec<serde_json::Value> {
+            names
+                .iter()
+                .map(|n| json!({"name": n, "image": "busybox"}))
+                .collect()
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {
+                "restartPolicy": restart_policy,
+                "initContainers": containers(init),
+                "containers": containers(apps),
+            }
+        }))
+        .unwrap()
+    }
+
+    fn running(name: &str) -> ObservedContainer {
+        container(
+            name,
+            false,
+            ObservedState::Running {
+                started_at: at("2024-05-01T12:00:10Z"),
+            },
+        )
+    }
+
+    fn exited(name: &str, code: i32) -> ObservedContainer {
+        container(
+            name,
+            false,
+            ObservedState::Terminated {
+                exit_code: code,
+                signal: None,
+                reason: if code == 0 { "Completed" } else { "Error" }.to_string(),
+                message: None,
+                started_at: Some(at("2024-05-01T12:00:10Z")),
+                finished_at: at("2024-05-01T12:00:20Z"),
+            },
+        )
+    }
+
+    fn waiting(name: &str, reason: &str) -> ObservedContainer {
+        container(
+            name,
+            false,
+            ObservedState::Waiting {
+                reason: reason.to_string(),
+                message: None,
+            },
+        )
+    }
+
+    fn init(mut c: ObservedContainer) -> ObservedContainer {
+        c.init = true;
+        c
+    }
+
+    fn restarted(mut c: ObservedContainer, code: i32) -> ObservedContainer {
+        c.restart_count = 1;
+        c.last_state = Some(exited(&c.name, code).state);
+        c
+    }
+
+    fn container(name: &str, init: bool, state: ObservedState) -> ObservedContainer {
+        ObservedContainer {
+            name: name.to_string(),
+            init,
+            container_id: Some(format!("peapod://{name}")),
+            image: "busybox".to_string(),
+            image_id: "sha256:abc".to_string(),
+            state,
+            last_state: None,
+            restart_count: 0,
+        }
+    }
+
+    fn observed(containers: Vec<ObservedContainer>) -> ObservedPod {
+        ObservedPod {
+            sandbox_ready: true,
+            pod_ip: Some("10.88.0.5".to_string()),
+            host_ip: Some("192.168.1.10".to_string()),
+            start_time: Some(at("2024-05-01T12:00:01Z")),
+            scheduled_at: at("2024-05-01T12:00:00Z"),
+            containers,
+        }
+    }
+
+    fn phase_of(
+        policy: &str,
+        init: &[&str],
+        apps: &[&str],
+        seen: Vec<ObservedContainer>,
+    ) -> String {
+        pod_status(&pod(policy, init, apps), &observed(seen))
+            .phase
+            .unwrap()
+    }
+
+    #[test]
+    fn phase_table() {
+        // (case, restartPolicy, init containers, app containers, observed, phase)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a [&'a str],
+            &'a [&'a str],
+            Vec<ObservedContainer>,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            ("nothing created", "Always", &[], &["a"], vec![], "Pending"),
+            (
+                "creating",
+                "Always",
+                &[],
+                &["a"],
+                vec![waiting("a", "ContainerCreating")],
+                "Pending",
+            ),
+            (
+                "one of two started",
+                "Always",
+                &[],
+                &["a", "b"],
+                vec![running("a")],
+                "Pending",
+            ),
+            (
+                "all running",
+                "Always",
+                &[],
+                &["a", "b"],
+                vec![running("a"), running("b")],
+                "Running",
+            ),
+            (
+                "one running one exited",
+                "Never",
+                &[],
+                &["a", "b"],
+                vec![running("a"), exited("b", 1)],
+                "Running",
+            ),
+            (
+                "exited 0, Always",
+                "Always",
+                &[],
+                &["a"],
+                vec![exited("a", 0)],
+                "Running",
+            ),
+            (
+                "exited 0, OnFailure",
+                "OnFailure",
+                &[],
+                &["a"],
+                vec![exited("a", 0)],
+                "Succeeded",
+            ),
+            (
+                "exited 0, Never",
+                "Never",
+                &[],
+                &["a"],
+                vec![exited("a", 0)],
+                "Succeeded",
+            ),
+            (
+                "exited 1, Never",
+                "Never",
+                &[],
+                &["a"],
+                vec![exited("a", 1)],
+                "Failed",
+            ),
+            (
+                "exited 1, OnFailure",
+                "OnFailure",
+                &[],
+                &["a"],
+                vec![exited("a", 1)],
+                "Running",
+            ),
+            (
+                "exited 1, Always",
+                "Always",
+                &[],
+                &["a"],
+                vec![exited("a", 1)],
+                "Running",
+            ),
+            (
+                "mixed exits, Never",
+                "Never",
+                &[],
+                &["a", "b"],
+                vec![exited("a", 0), exited("b", 2)],
+                "Failed",
+            ),
+            (
+                "crash loop counts as stopped",
+                "Always",
+                &[],
+                &["a"],
+                vec![restarted(waiting("a", "CrashLoopBackOff"), 1)],
+                "Running",
+            ),
+            (
+                "init running",
+                "Always",
+                &["i"],
+                &["a"],
+                vec![init(running("i"))],
+                "Pending",
+            ),
+            (
+                "init done, app pending",
+                "Always",
+                &["i"],
+                &["a"],
+                vec![init(exited("i", 0))],
+                "Pending",
+            ),
+            (
+                "init done, app running",
+                "Always",
+                &["i"],
+                &["a"],
+                vec![init(exited("i", 0)), running("a")],
+                "Running",
+            ),
+            (
+                "init failed, Never",
+                "Never",
+                &["i"],
+                &["a"],
+                vec![init(exited("i", 1))],
+                "Failed",
+            ),
+            (
+                "init failed, OnFailure",
+                "OnFailure",
+                &["i"],
+                &["a"],
+                vec![init(exited("i", 1))],
+                "Pending",
+            ),
+            (
+                "init crash looping, Always",
+                "Always",
+                &["i"],
+                &["a"],
+                vec![init(restarted(waiting("i", "CrashLoopBackOff"), 1))],
+                "Pending",
+            ),
+        ];
+        for (name, policy, init, apps, seen, want) in cases {
+            assert_eq!(phase_of(policy, init, apps, seen), want, "{name}");
+        }
+    }
+
+    fn conditions(status: &PodStatus) -> Vec<(String, String, Option<String>, Option<String>)> {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn cond(
+        t: &str,
+        s: &str,
+        r: Option<&str>,
+        m: Option<&str>,
+    ) -> (String, String, Option<String>, Option<String>) {
+        (
+            t.to_string(),
+            s.to_string(),
+            r.map(String::from),
+            m.map(String::from),
+        )
+    }
+
+    #[test]
+    fn conditions_while_initializing() {
+        let status = pod_status(
+            &pod("Always", &["x", "y"], &["a", "b"]),
+            &observed(vec![init(exited("x", 0)), init(running("y"))]),
+        );
+        assert_eq!(
+            conditions(&status),
+            [
+                cond("PodReadyToStartContainers", "True", None, None),
+                cond(
+                    "Initialized",
+                    "False",
+                    Some("ContainersNotInitialized"),
+                    Some("containers with incomplete status: [y]")
+                ),
+                cond(
+                    "Ready",
+                    "False",
+                    Some("ContainersNotReady"),
+                    Some("containers with unready status: [a b]")
+                ),
+                cond(
+                    "ContainersReady",
+                    "False",
+                    Some("ContainersNotReady"),
+                    Some("containers with unready status: [a b]")
+                ),
+                cond("PodScheduled", "True", None, None),
+            ]
+        );
+        // App containers the kubelet has not created yet wait on the init containers.
+        let app = &status.container_statuses.as_ref().unwrap()[0];
+        let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(app.started, Some(false));
+        assert!(!app.ready);
+        let inits = status.init_container_statuses.as_ref().unwrap();
+        assert!(inits[0].ready);
+        assert!(!inits[1].ready);
+        assert_eq!(inits[1].started, Some(true));
+    }
+
+    #[test]
+    fn conditions_when_running() {
+        let status = pod_status(
+            &pod("Always", &["i"], &["a"]),
+            &observed(vec![init(exited("i", 0)), running("a")]),
+        );
+        assert_eq!(
+            conditions(&status),
+            [
+                cond("PodReadyToStartContainers", "True", None, None),
+                cond("Initialized", "True", None, None),
+                cond("Ready", "True", None, None),
+                cond("ContainersReady", "True", None, None),
+                cond("PodScheduled", "True", None, None),
+            ]
+        );
+        let times: Vec<_> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| from_time(c.last_transition_time.as_ref().unwrap()))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                at("2024-05-01T12:00:01Z"),
+                at("2024-05-01T12:00:20Z"),
+                at("2024-05-01T12:00:10Z").max(at("2024-05-01T12:00:01Z")),
+                at("2024-05-01T12:00:10Z"),
+                at("2024-05-01T12:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn conditions_after_completion_and_failure() {
+        let done = pod_status(&pod("Never", &[], &["a"]), &observed(vec![exited("a", 0)]));
+        assert_eq!(done.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(
+            conditions(&done)[2],
+            cond("Ready", "False", Some("PodCompleted"), None)
+        );
+        let failed = pod_status(&pod("Never", &[], &["a"]), &observed(vec![exited("a", 1)]));
+        assert_eq!(
+            conditions(&failed)[3],
+            cond("ContainersReady", "False", Some("PodFailed"), None)
+        );
+        let mut sandbox_down = observed(vec![]);
+        sandbox_down.sandbox_ready = false;
+        let status = pod_status(&pod("Always", &[], &["a"]), &sandbox_down);
+        assert_eq!(
+            conditions(&status)[0],
+            cond("PodReadyToStartContainers", "False", None, None)
+        );
+        let creating = &status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            creating
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+    }
+
+    #[test]
+    fn container_statuses_in_spec_order_with_details() {
+        let mut b = restarted(running("b"), 137);
+        b.restart_count = 3;
+        let status = pod_status(
+            &pod("Always", &[], &["a", "b"]),
+            &observed(vec![b, running("a")]),
+        );
+        let statuses = status.container_statuses.unwrap();
+        assert_eq!(statuses[0].name, "a");
+        assert_eq!(statuses[1].name, "b");
+        assert_eq!(statuses[1].restart_count, 3);
+        assert_eq!(statuses[1].container_id.as_deref(), Some("peapod://b"));
+        assert_eq!(statuses[1].image_id, "sha256:abc");
+        let last = statuses[1]
+            .last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap();
+        assert_eq!(last.exit_code, 137);
+        assert_eq!(last.reason.as_deref(), Some("Error"));
+        assert!(statuses[1].ready);
+        assert_eq!(statuses[1].started, Some(true));
+        assert_eq!(status.pod_ip.as_deref(), Some("10.88.0.5"));
+        assert_eq!(status.pod_ips.unwrap()[0].ip, "10.88.0.5");
+        assert_eq!(status.host_ips.unwrap()[0].ip, "192.168.1.10");
+        assert_eq!(
+            status.start_time.as_ref().map(from_time),
+            Some(at("2024-05-01T12:00:01Z"))
+        );
+        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+        assert_eq!(status.init_container_statuses, None);
+    }
+
+    fn spec_with(resources: &[serde_json::Value]) -> PodSpec {
+        let containers: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| json!({"name": format!("c{i}"), "resources": r}))
+            .collect();
+        serde_json::from_value(json!({ "containers": containers })).unwrap()
+    }
+
+    #[test]
+    fn qos_table() {
+        let both = json!({"limits": {"cpu": "500m", "memory": "128Mi"},
+                          "requests": {"cpu": "0.5", "memory": "134217728"}});
+        let cases = [
+            ("nothing", vec![json!({})], "BestEffort"),
+            (
+                "zero requests",
+                vec![json!({"requests": {"cpu": "0"}})],
+                "BestEffort",
+            ),
+            (
+                "other resources only",
+                vec![json!({"limits": {"ephemeral-storage": "1Gi"}})],
+                "BestEffort",
+            ),
+            (
+                "equal, spelled differently",
+                vec![both.clone()],
+                "Guaranteed",
+            ),
+            (
+                "limits only (requests default to them)",
+                vec![json!({"limits": {"cpu": "1", "memory": "1Gi"}})],
+                "Guaranteed",
+            ),
+            (
+                "requests below limits",
+                vec![json!({"limits": {"cpu": "1", "memory": "1Gi"},
+                                                "requests": {"cpu": "500m", "memory": "1Gi"}})],
+                "Burstable",
+            ),
+            (
+                "cpu limit only",
+                vec![json!({"limits": {"cpu": "1"}})],
+                "Burstable",
+            ),
+            (
+                "one container without limits",
+                vec![both.clone(), json!({})],
+                "Burstable",
+            ),
+            (
+                "requests only",
+                vec![json!({"requests": {"memory": "64Mi"}})],
+                "Burstable",
+            ),
+        ];
+        for (name, resources, want) in cases {
+            assert_eq!(qos_class(&spec_with(&resources)), want, "{name}");
+        }
+        // Init containers count too.
+        let mut spec = spec_with(&[both]);
+        spec.init_containers = Some(vec![serde_json::from_value(json!({"name": "i"})).unwrap()]);
+        assert_eq!(qos_class(&spec), "Burstable");
+    }
+
+    #[test]
+    fn quantities() {
+        let cases = [
+            ("1", Some(1_000_000_000)),
+            ("500m", Some(500_000_000)),
+            ("0.5", Some(500_000_000)),
+            ("1Ki", Some(1024 * 1_000_000_000)),
+            ("1k", Some(1_000_000_000_000)),
+            ("1e3", Some(1_000_000_000_000)),
+            ("1n", Some(1)),
+            ("-2", Some(-2_000_000_000)),
+            ("", None),
+            ("abc", None),
+            ("1Qi", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_quantity(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn times_convert_both_ways() {
+        let t = at("2020-06-15T14:38:10Z");
+        assert_eq!(from_time(&to_time(t)), t);
+        // The API keeps whole seconds.
+        assert_eq!(from_time(&to_time(at("2020-06-15T14:38:10.75Z"))), t);
+    }
 }
