@@ -1182,7 +1182,7 @@ fn describe_volumes(w: &mut Describe, volumes: &[Volume]) {
     }
 }
 
-/// kubectl's `DescribeEvents`: oldest last-seen first, ages like `5s` or
+/// kubectl's `DescribeEvents`: oldest first, ages like `5s` or
 /// `5s (x3 over 10s)`.
 fn describe_events(w: &mut Describe, events: &[Event], now: DateTime<Utc>) {
     if events.is_empty() {
@@ -1191,7 +1191,15 @@ fn describe_events(w: &mut Describe, events: &[Event], now: DateTime<Utc>) {
     }
     let mut sorted: Vec<&Event> = events.iter().collect();
     let last_seen = |e: &Event| e.last_timestamp.as_ref().map(from_time);
-    sorted.sort_by_key(|e| last_seen(e));
+    // kubectl's SortableEvents: by series last observation, else last timestamp, else
+    // event time.
+    sorted.sort_by_key(|e| match &e.series {
+        Some(series) => series
+            .last_observed_time
+            .as_ref()
+            .map(|t| from_timestamp(t.0)),
+        None => last_seen(e).or_else(|| e.event_time.as_ref().map(|t| from_timestamp(t.0))),
+    });
     // kubectl flushes its tabwriter here; "Events:" has no tab, so it ends every column
     // block just the same.
     w.put(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n");
@@ -1689,6 +1697,33 @@ mod tests {
              \x20 ----     ------     ----              ----               -------\n\
              \x20 Normal   Scheduled  60s               default-scheduler  Successfully assigned default/p to host\n\
              \x20 Warning  BackOff    5s (x3 over 10s)  kubelet            Back-off restarting failed container\n"
+        );
+    }
+
+    #[test]
+    fn describe_terminating_pod() {
+        let p = pod(json!({
+            "metadata": {"name": "p", "namespace": "default",
+                         "deletionTimestamp": "2024-05-01T11:59:55Z", "deletionGracePeriodSeconds": 30},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}]},
+            "status": {"phase": "Running"}}));
+        let text = describe_pod(&p, &[], now());
+        assert!(
+            text.contains("\nStatus:                    Terminating (lasts 5s)\nTermination Grace Period:  30s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nNode:                      <none>\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nIPs:                       <none>\n"),
+            "{text}"
+        );
+        // Without a status the container section stops after the spec's fields.
+        assert!(
+            text.contains("  a:\n    Image:        busybox\n    Port:         <none>\n"),
+            "{text}"
         );
     }
 

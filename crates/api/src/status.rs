@@ -316,7 +316,6 @@ fn container_status(
                 None,
             )),
             started: Some(false),
-            volume_mounts,
             ..ContainerStatus::default()
         };
     };
@@ -336,7 +335,8 @@ fn container_status(
         image_id: found.image_id.clone(),
         container_id: found.container_id.clone(),
         started: Some(running),
-        volume_mounts,
+        // The kubelet reports mounts only for containers the runtime has created.
+        volume_mounts: found.container_id.as_ref().and(volume_mounts),
         ..ContainerStatus::default()
     }
 }
@@ -1178,6 +1178,29 @@ mod tests {
         );
         assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
         assert_eq!(status.init_container_statuses, None);
+    }
+
+    #[test]
+    fn volume_mounts_reported_for_created_containers() {
+        let spec: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [
+                {"name": "a", "volumeMounts": [{"name": "v", "mountPath": "/v", "readOnly": true},
+                                               {"name": "w", "mountPath": "/w"}]},
+                {"name": "b", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]}
+        }))
+        .unwrap();
+        let mut b = waiting("b", "ErrImageNeverPull");
+        b.container_id = None;
+        let status = pod_status(&spec, &observed(vec![running("a"), b]));
+        let statuses = status.container_statuses.unwrap();
+        let mounts = statuses[0].volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(mounts[0].recursive_read_only.as_deref(), Some("Disabled"));
+        assert_eq!(mounts[1].read_only, None);
+        assert_eq!(mounts[1].recursive_read_only, None);
+        assert_eq!(statuses[1].volume_mounts, None);
+        assert_eq!(statuses[1].container_id, None);
     }
 
     fn spec_with(resources: &[serde_json::Value]) -> PodSpec {
