@@ -229,6 +229,8 @@ fn parse_yaml_stream(text: &str) -> Result<Vec<Value>, DecodeError> {
     for (first_line, source) in split_yaml_documents(text) {
         let mut options = serde_saphyr::Options::default();
         options.with_snippet = false;
+        // kubectl reads YAML 1.1 (`defaultMode: 0644` is 420), as does this.
+        options.legacy_octal_numbers = true;
         // YAML's `.inf`/`.nan` have no JSON form: keep them as strings so that a field
         // expecting a number reports a type error with its path.
         options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::AsString;
@@ -644,6 +646,21 @@ mod tests {
         );
         let ok = text.replace("  hostPath: ~\n", "");
         decode_pods(&ok).unwrap();
+    }
+
+    #[test]
+    fn yaml_1_1_scalars_like_kubectl() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  volumes:\n  - name: v\n    secret:\n      secretName: s\n      defaultMode: 0644\n  containers:\n  - name: c\n    image: busybox\n    stdin: yes\n    tty: on\n";
+        let pod = decode_pods(text).unwrap().remove(0);
+        let spec = pod.spec.unwrap();
+        let mode = spec.volumes.unwrap()[0]
+            .secret
+            .as_ref()
+            .unwrap()
+            .default_mode;
+        assert_eq!(mode, Some(0o644));
+        assert_eq!(spec.containers[0].stdin, Some(true));
+        assert_eq!(spec.containers[0].tty, Some(true));
     }
 
     #[test]
