@@ -621,6 +621,15 @@ mod tests {
     }
 
     #[test]
+    fn list_items_are_located_by_index() {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: b}\n  spec: {nodeNam: x}\n";
+        assert_eq!(
+            err(list),
+            "error decoding document 1 (items[1]): strict decoding error: unknown field \"spec.nodeNam\""
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_listed_with_paths() {
         let text = POD
             .replace(

@@ -1828,6 +1828,35 @@ mod tests {
     }
 
     #[test]
+    fn a_volume_needs_exactly_one_source_before_defaulting() {
+        let mut p = decode_pods(&BASE.replace(
+            "  containers:",
+            "  volumes:\n  - name: nothing\n  containers:",
+        ))
+        .unwrap()
+        .remove(0);
+        let err = validate_pod(&p).unwrap_err();
+        assert_eq!(
+            err.causes,
+            vec![Cause::required(
+                "spec.volumes[0]",
+                "must specify a volume type"
+            )]
+        );
+        // Defaulting gives such a volume an emptyDir, as the API server does.
+        apply_defaults(&mut p);
+        validate_pod(&p).unwrap();
+    }
+
+    #[test]
+    fn sidecars_may_have_probes_and_restart_always() {
+        let yaml = format!(
+            "{BASE}  initContainers:\n  - name: side\n    image: busybox\n    restartPolicy: Always\n    livenessProbe:\n      exec:\n        command: [\"true\"]\n"
+        );
+        validate_pod(&pod(&yaml)).unwrap();
+    }
+
+    #[test]
     fn quantities() {
         assert_eq!(parse_quantity("1"), Some(1.0));
         assert_eq!(parse_quantity("500m"), Some(0.5));
