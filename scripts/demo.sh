@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up on a fresh Debian/Ubuntu machine (as root) and runs the seed's part 1:
-# two busybox containers, the second joining the first's network and volumes.
+# Sets everything up on a fresh Debian/Ubuntu machine (as root) and runs the seed
+# (../shared/seed): part 1, two busybox containers, the second joining the first's network
+# and volumes; parts 2 and 3, the seed's three pods from examples/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -28,6 +29,22 @@ pp exec test1 ifconfig eth0
 pp exec test2 ifconfig eth0
 pp exec test1 sh -c 'echo written-by-test1 > /shared/hello'
 pp exec test2 cat /shared/hello
+
+echo; echo "# Pods (seed parts 2 and 3)"
+for p in two-containers two-containers-volume init-container-test; do "$peapod" --root "$root" delete pod "$p" --now >/dev/null 2>&1 || true; done
+pp apply -f examples/
+for i in $(seq 1 100); do
+  "$peapod" --root "$root" get pods | grep -q 'init-container-test *1/1 *Running' \
+    && [ "$("$peapod" --root "$root" get pods | grep -c Running)" = 3 ] && break
+  sleep 0.1
+done
+pp get pods
+pp ps -a
+pp describe pod two-containers-volume
+pp exec two-containers -c my-test-container1 -- ifconfig eth0
+pp exec two-containers -c my-test-container2 -- ifconfig eth0
+pp exec init-container-test -- ls /data
 echo
-echo "The containers keep running. Remove them with:"
+echo "Everything keeps running. Remove it with:"
 echo "  $peapod --root $root rm -f test1 test2"
+echo "  $peapod --root $root delete -f examples/ --now"

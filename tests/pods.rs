@@ -10,7 +10,12 @@ use common::{eth0_addr_mac, ns_inode, Peapod};
 use serde_json::Value;
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// Writes a manifest into the test's root and returns its path.
@@ -25,7 +30,11 @@ fn pod_json(p: &Peapod, name: &str) -> Value {
 }
 
 fn get_line(p: &Peapod, name: &str) -> String {
-    p.ok(&["get", "pods"]).lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default().to_string()
+    p.ok(&["get", "pods"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Polls `get pods` until the pod's row matches READY and STATUS, or fails with the last row.
@@ -37,13 +46,21 @@ fn wait_pod(p: &Peapod, name: &str, ready: &str, status: &str) -> String {
         if cols.get(1) == Some(&ready) && cols.get(2) == Some(&status) {
             return line;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "pod {name} never reached {ready} {status}; last: {line:?}\n{}", p.ok(&["describe", "pod", name]));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pod {name} never reached {ready} {status}; last: {line:?}\n{}",
+            p.ok(&["describe", "pod", name])
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn ps_k8s(p: &Peapod, pod: &str) -> Vec<String> {
-    p.ok(&["ps", "-a"]).lines().filter(|l| l.contains(&format!("_{pod}_default_"))).map(str::to_string).collect()
+    p.ok(&["ps", "-a"])
+        .lines()
+        .filter(|l| l.contains(&format!("_{pod}_default_")))
+        .map(str::to_string)
+        .collect()
 }
 
 fn pid(p: &Peapod, container: &str) -> i64 {
@@ -65,20 +82,32 @@ fn k8s_name(p: &Peapod, pod: &str, container: &str) -> String {
 fn seed_s2_to_s5_two_containers_share_the_sandbox() {
     let p = Peapod::new();
     let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
-    assert_eq!(p.ok(&["apply", "-f", &file]).trim(), "pod/two-containers created");
+    assert_eq!(
+        p.ok(&["apply", "-f", &file]).trim(),
+        "pod/two-containers created"
+    );
     // S2
     let line = wait_pod(&p, "two-containers", "2/2", "Running");
     assert!(line.split_whitespace().nth(3) == Some("0"), "{line}");
     let header = p.ok(&["get", "pods"]).lines().next().unwrap().to_string();
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
 
     // S3: three k8s_ entries, the infra among them, named as the kubelet names them.
-    let uid = pod_json(&p, "two-containers")["metadata"]["uid"].as_str().unwrap().to_string();
+    let uid = pod_json(&p, "two-containers")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rows = ps_k8s(&p, "two-containers");
     assert_eq!(rows.len(), 3, "{rows:#?}");
     for c in ["POD", "my-test-container1", "my-test-container2"] {
         let want = format!("k8s_{c}_two-containers_default_{uid}_0");
-        assert!(rows.iter().any(|r| r.ends_with(&want) && r.contains("Up ")), "{want} not in {rows:#?}");
+        assert!(
+            rows.iter().any(|r| r.ends_with(&want) && r.contains("Up ")),
+            "{want} not in {rows:#?}"
+        );
     }
 
     // S4: net, ipc, uts shared with the infra; mnt and pid private.
@@ -99,27 +128,95 @@ fn seed_s2_to_s5_two_containers_share_the_sandbox() {
     for ns in ["net", "ipc", "uts", "mnt"] {
         assert_ne!(ns_inode(pi, ns), ns_inode(me, ns), "{ns}: infra vs host");
     }
-    assert_eq!(p.ok(&["exec", "two-containers", "-c", "my-test-container2", "--", "hostname"]).trim(), "two-containers");
-    assert_eq!(p.inspect(&c1)["HostConfig"]["NetworkMode"], format!("container:{}", p.inspect(&infra)["Id"].as_str().unwrap()).as_str());
+    assert_eq!(
+        p.ok(&[
+            "exec",
+            "two-containers",
+            "-c",
+            "my-test-container2",
+            "--",
+            "hostname"
+        ])
+        .trim(),
+        "two-containers"
+    );
+    assert_eq!(
+        p.inspect(&c1)["HostConfig"]["NetworkMode"],
+        format!("container:{}", p.inspect(&infra)["Id"].as_str().unwrap()).as_str()
+    );
 
     // S5: one IP; eth0 identical in both containers; equal to status.podIP and describe.
-    let pod_ip = pod_json(&p, "two-containers")["status"]["podIP"].as_str().unwrap().to_string();
+    let pod_ip = pod_json(&p, "two-containers")["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(pod_ip.starts_with(&p.subnet_prefix), "{pod_ip}");
-    let (ip1, mac1) = eth0_addr_mac(&p.ok(&["exec", "two-containers", "-c", "my-test-container1", "--", "ifconfig"]));
-    let (ip2, mac2) = eth0_addr_mac(&p.ok(&["exec", "two-containers", "-c", "my-test-container2", "--", "ifconfig"]));
-    assert_eq!((ip1.as_str(), ip2.as_str()), (pod_ip.as_str(), pod_ip.as_str()));
+    let (ip1, mac1) = eth0_addr_mac(&p.ok(&[
+        "exec",
+        "two-containers",
+        "-c",
+        "my-test-container1",
+        "--",
+        "ifconfig",
+    ]));
+    let (ip2, mac2) = eth0_addr_mac(&p.ok(&[
+        "exec",
+        "two-containers",
+        "-c",
+        "my-test-container2",
+        "--",
+        "ifconfig",
+    ]));
+    assert_eq!(
+        (ip1.as_str(), ip2.as_str()),
+        (pod_ip.as_str(), pod_ip.as_str())
+    );
     assert_eq!(mac1, mac2);
     let describe = p.ok(&["describe", "pod", "two-containers"]);
-    assert!(describe.lines().any(|l| l.starts_with("IP:") && l.ends_with(&pod_ip)), "{describe}");
+    assert!(
+        describe
+            .lines()
+            .any(|l| l.starts_with("IP:") && l.ends_with(&pod_ip)),
+        "{describe}"
+    );
     // The default container is the first, with kubectl's notice.
     let o = p.run(&["exec", "two-containers", "--", "true"]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Defaulted container \"my-test-container1\" out of: my-test-container1, my-test-container2"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(
+        "Defaulted container \"my-test-container1\" out of: my-test-container1, my-test-container2"
+    ));
 
     // Re-applying the same manifest changes nothing.
-    assert_eq!(p.ok(&["apply", "-f", &file]).trim(), "pod/two-containers unchanged");
+    assert_eq!(
+        p.ok(&["apply", "-f", &file]).trim(),
+        "pod/two-containers unchanged"
+    );
     let (_, err) = p.fails(&["create", "-f", &file]);
     assert!(err.contains("already exists"), "{err}");
+    // A label is a permitted change; a new command is not (kubectl's Forbidden).
+    let labelled = example("two-containers.yaml").replace(
+        "  name: two-containers\n",
+        "  name: two-containers\n  labels:\n    tier: demo\n",
+    );
+    assert_eq!(
+        p.ok(&["apply", "-f", &manifest(&p, "two-l.yaml", &labelled)])
+            .trim(),
+        "pod/two-containers configured"
+    );
+    assert_eq!(
+        pod_json(&p, "two-containers")["metadata"]["labels"]["tier"],
+        "demo"
+    );
+    let changed = labelled.replace(
+        "    tty: true\n  - name: my-test-container2",
+        "    tty: true\n    command: [\"sleep\", \"1\"]\n  - name: my-test-container2",
+    );
+    assert_ne!(changed, labelled);
+    let (_, err) = p.fails(&["apply", "-f", &manifest(&p, "two-c.yaml", &changed)]);
+    assert!(
+        err.contains("spec: Forbidden: pod updates may not change fields"),
+        "{err}"
+    );
 }
 
 /// S6: a hostPath volume is one directory shared by both containers and the host.
@@ -127,16 +224,50 @@ fn seed_s2_to_s5_two_containers_share_the_sandbox() {
 fn seed_s6_host_path_volume_is_shared() {
     let p = Peapod::new();
     let data = p.root.join("hostdata");
-    let text = example("two-containers-volume.yaml").replace("path: /data", &format!("path: {}", data.display()));
+    let text = example("two-containers-volume.yaml")
+        .replace("path: /data", &format!("path: {}", data.display()));
     let file = manifest(&p, "vol.yaml", &text);
     p.ok(&["apply", "-f", &file]);
     wait_pod(&p, "two-containers-volume", "2/2", "Running");
-    p.ok(&["exec", "two-containers-volume", "-c", "c1", "--", "sh", "-c", "echo from-c1 > /data/shared.txt"]);
-    assert_eq!(p.ok(&["exec", "two-containers-volume", "-c", "c2", "--", "cat", "/data/shared.txt"]).trim(), "from-c1");
-    assert_eq!(std::fs::read_to_string(data.join("shared.txt")).unwrap().trim(), "from-c1");
+    p.ok(&[
+        "exec",
+        "two-containers-volume",
+        "-c",
+        "c1",
+        "--",
+        "sh",
+        "-c",
+        "echo from-c1 > /data/shared.txt",
+    ]);
+    assert_eq!(
+        p.ok(&[
+            "exec",
+            "two-containers-volume",
+            "-c",
+            "c2",
+            "--",
+            "cat",
+            "/data/shared.txt"
+        ])
+        .trim(),
+        "from-c1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("shared.txt"))
+            .unwrap()
+            .trim(),
+        "from-c1"
+    );
     let describe = p.ok(&["describe", "pod", "two-containers-volume"]);
-    assert_eq!(describe.matches("/data from shared-data (rw)").count(), 2, "{describe}");
-    assert!(describe.contains("HostPath (bare host directory volume)"), "{describe}");
+    assert_eq!(
+        describe.matches("/data from shared-data (rw)").count(),
+        2,
+        "{describe}"
+    );
+    assert!(
+        describe.contains("HostPath (bare host directory volume)"),
+        "{describe}"
+    );
     let infra = k8s_name(&p, "two-containers-volume", "POD");
     assert_eq!(p.inspect(&infra)["Mounts"], Value::Array(vec![]));
     let c1 = k8s_name(&p, "two-containers-volume", "c1");
@@ -148,8 +279,17 @@ fn seed_s6_host_path_volume_is_shared() {
     assert_eq!(m["Propagation"], "rprivate");
 
     // Deleting the pod keeps the hostPath content and removes everything else.
-    assert_eq!(p.ok(&["delete", "pod", "two-containers-volume", "--now"]).trim(), "pod \"two-containers-volume\" deleted");
-    assert_eq!(std::fs::read_to_string(data.join("shared.txt")).unwrap().trim(), "from-c1");
+    assert_eq!(
+        p.ok(&["delete", "pod", "two-containers-volume", "--now"])
+            .trim(),
+        "pod \"two-containers-volume\" deleted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("shared.txt"))
+            .unwrap()
+            .trim(),
+        "from-c1"
+    );
     assert_no_leftovers(&p);
 }
 
@@ -162,18 +302,35 @@ fn seed_s7_init_container_then_app() {
         let file = manifest(&p, "init.yaml", &example("init-container.yaml"));
         p.ok(&["apply", "-f", &file]);
         wait_pod(&p, "init-container-test", "1/1", "Running");
-        assert_eq!(p.ok(&["exec", "init-container-test", "--", "ls", "/data"]).trim(), "test.txt", "round {round}");
+        assert_eq!(
+            p.ok(&["exec", "init-container-test", "--", "ls", "/data"])
+                .trim(),
+            "test.txt",
+            "round {round}"
+        );
         let rows = ps_k8s(&p, "init-container-test");
         assert_eq!(rows.len(), 3, "{rows:#?}");
-        let init_row = rows.iter().find(|r| r.contains("k8s_data-container_")).unwrap();
-        assert!(init_row.contains("Exited (0)") && init_row.contains("\"touch /data/test.txt\""), "{init_row}");
+        let init_row = rows
+            .iter()
+            .find(|r| r.contains("k8s_data-container_"))
+            .unwrap();
+        assert!(
+            init_row.contains("Exited (0)") && init_row.contains("\"touch /data/test.txt\""),
+            "{init_row}"
+        );
         let init = p.inspect(&k8s_name(&p, "init-container-test", "data-container"));
         let app = p.inspect(&k8s_name(&p, "init-container-test", "app-container"));
         let finished = init["State"]["FinishedAt"].as_str().unwrap().to_string();
         let started = app["State"]["StartedAt"].as_str().unwrap().to_string();
-        assert!(finished <= started, "init finished {finished} after the app started {started}");
+        assert!(
+            finished <= started,
+            "init finished {finished} after the app started {started}"
+        );
         let status = pod_json(&p, "init-container-test")["status"].clone();
-        assert_eq!(status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+        assert_eq!(
+            status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+            0
+        );
         assert_eq!(status["phase"], "Running");
         p.ok(&["delete", "pod", "init-container-test", "--now"]);
         assert_no_leftovers(&p);
@@ -204,9 +361,14 @@ spec:
     wait_pod(&p, "init-fails", "0/1", "Init:Error");
     let status = pod_json(&p, "init-fails")["status"].clone();
     assert_eq!(status["phase"], "Failed");
-    assert_eq!(status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(
+        status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
     // The app container never ran.
-    assert!(ps_k8s(&p, "init-fails").iter().all(|r| !r.contains("k8s_app_")));
+    assert!(ps_k8s(&p, "init-fails")
+        .iter()
+        .all(|r| !r.contains("k8s_app_")));
 
     let missing = r#"
 apiVersion: v1
@@ -274,20 +436,44 @@ spec:
 "#;
     p.ok(&["apply", "-f", &manifest(&p, "sleeper.yaml", text)]);
     wait_pod(&p, "sleeper", "1/1", "Running");
-    let uid = pod_json(&p, "sleeper")["metadata"]["uid"].as_str().unwrap().to_string();
-    let monitor: i32 = std::fs::read_to_string(p.root.join("lib/pods").join(&uid).join("monitor.pid")).unwrap().trim().parse().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let uid = pod_json(&p, "sleeper")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let monitor: i32 =
+        std::fs::read_to_string(p.root.join("lib/pods").join(&uid).join("monitor.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // The container outlives its monitor and is still reported running.
-    assert!(get_line(&p, "sleeper").contains("1/1"), "{}", get_line(&p, "sleeper"));
+    assert!(
+        get_line(&p, "sleeper").contains("1/1"),
+        "{}",
+        get_line(&p, "sleeper")
+    );
     let app = k8s_name(&p, "sleeper", "app");
     let app_pid = pid(&p, &app);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(app_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(app_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let start = Instant::now();
     while get_line(&p, "sleeper").contains("1/1") && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(get_line(&p, "sleeper").contains("0/1"), "a dead container is not ready: {}", get_line(&p, "sleeper"));
+    assert!(
+        get_line(&p, "sleeper").contains("0/1"),
+        "a dead container is not ready: {}",
+        get_line(&p, "sleeper")
+    );
     p.ok(&["delete", "pod", "sleeper"]);
     assert_no_leftovers(&p);
 }
@@ -295,15 +481,29 @@ spec:
 fn assert_no_leftovers(p: &Peapod) {
     assert_eq!(p.ok(&["ps", "-aq"]), "", "containers left");
     assert!(p.mounts().is_empty(), "mounts left: {:?}", p.mounts());
-    assert!(p.bridge_ports().is_empty(), "veths left: {:?}", p.bridge_ports());
-    assert!(!p.ipam_text().contains(&p.subnet_prefix), "IPs left: {}", p.ipam_text());
-    let netns_left = std::fs::read_dir(p.root.join("run/netns")).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        p.bridge_ports().is_empty(),
+        "veths left: {:?}",
+        p.bridge_ports()
+    );
+    assert!(
+        !p.ipam_text().contains(&p.subnet_prefix),
+        "IPs left: {}",
+        p.ipam_text()
+    );
+    let netns_left = std::fs::read_dir(p.root.join("run/netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(netns_left, 0, "netns pins left");
     for c in common::cgroup_controllers() {
         let parent = c.join(&p.cgroup_parent);
-        let children = std::fs::read_dir(&parent).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+        let children = std::fs::read_dir(&parent)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0);
         assert_eq!(children, 0, "cgroups left under {}", parent.display());
     }
-    let pods_left = std::fs::read_dir(p.root.join("lib/pods")).map(|d| d.count()).unwrap_or(0);
+    let pods_left = std::fs::read_dir(p.root.join("lib/pods"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(pods_left, 0, "pod records left");
 }

@@ -25,17 +25,21 @@ pub fn require_root() {
 pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("busybox-{}.tar", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&dir).expect("creating CARGO_TARGET_TMPDIR");
+        let out = dir.join(format!("busybox-{}.tar", std::process::id()));
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-image.sh");
-        let st = Command::new("bash")
+        let o = Command::new("bash")
             .arg(&script)
             .arg(&out)
-            .stdout(Stdio::null())
-            .status()
+            .output()
             .expect("running the image script");
-        assert!(st.success(), "scripts/build-busybox-image.sh failed");
+        assert!(
+            o.status.success(),
+            "scripts/build-busybox-image.sh failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         out
     })
 }
@@ -211,6 +215,17 @@ pub fn cgroup_controllers() -> Vec<PathBuf> {
 
 impl Drop for Peapod {
     fn drop(&mut self) {
+        // Delete every pod first (its monitor would otherwise restart its containers).
+        if let Ok(o) = self.cmd(&["get", "pods", "-A", "-o", "json"]).output() {
+            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            for item in list["items"].as_array().into_iter().flatten() {
+                let name = item["metadata"]["name"].as_str().unwrap_or_default();
+                let ns = item["metadata"]["namespace"].as_str().unwrap_or("default");
+                let _ = self
+                    .cmd(&["delete", "pod", name, "-n", ns, "--grace-period", "0"])
+                    .output();
+            }
+        }
         // Remove every container (this kills processes and frees mounts, veths, IPs).
         if let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
             for id in String::from_utf8_lossy(&o.stdout).lines() {

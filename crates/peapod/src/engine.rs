@@ -152,7 +152,12 @@ impl Engine {
 
     /// The log file of one container.
     pub fn log_path(&self, config: &ContainerConfig) -> PathBuf {
-        config.log_path.clone().unwrap_or_else(|| self.paths.log.join("containers").join(format!("{}.log", config.id)))
+        config.log_path.clone().unwrap_or_else(|| {
+            self.paths
+                .log
+                .join("containers")
+                .join(format!("{}.log", config.id))
+        })
     }
 
     fn global_lock(&self) -> Result<Lock> {
@@ -560,7 +565,7 @@ impl Engine {
             network,
             ipc: join(link.and_then(|l| l.ipc.as_ref())),
             uts: join(link.and_then(|l| l.uts.as_ref())),
-            pid: Namespace::New,
+            pid: join(link.and_then(|l| l.pid.as_ref())),
             // Docker's default cgroupns mode: host on v1, private on v2.
             cgroup: if layout == CgroupLayout::V2 {
                 Namespace::New
@@ -796,7 +801,10 @@ impl Engine {
             // The infra process is peapod's own, not the runtime's.
             if let Some(st) = &c.status {
                 if st.pid > 0 && proc_start_time(st.pid) == Some(st.pid_start) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(st.pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         } else {

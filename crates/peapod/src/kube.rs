@@ -18,7 +18,9 @@ fn read_manifests(files: &[String]) -> Result<Vec<(String, String)>> {
     for f in files {
         if f == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading manifests from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading manifests from stdin")?;
             out.push(("STDIN".to_string(), text));
             continue;
         }
@@ -28,16 +30,25 @@ fn read_manifests(files: &[String]) -> Result<Vec<(String, String)>> {
                 .with_context(|| format!("reading directory {f}"))?
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
                 .collect();
             entries.sort();
             for e in entries {
-                let text = std::fs::read_to_string(&e).with_context(|| format!("reading {}", e.display()))?;
+                let text = std::fs::read_to_string(&e)
+                    .with_context(|| format!("reading {}", e.display()))?;
                 out.push((e.display().to_string(), text));
             }
         } else {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| user_error(format!("the path \"{f}\" does not exist or cannot be read: {e}")))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                user_error(format!(
+                    "the path \"{f}\" does not exist or cannot be read: {e}"
+                ))
+            })?;
             out.push((f.clone(), text));
         }
     }
@@ -53,7 +64,9 @@ fn load_pods(files: &[String]) -> Result<Vec<(String, Pod)>> {
         for mut pod in decoded {
             peapod_api::defaults::apply_defaults(&mut pod);
             if let Err(invalid) = peapod_api::validate::validate_pod(&pod) {
-                bail!(user_error(format!("error when creating \"{source}\": {invalid}")));
+                bail!(user_error(format!(
+                    "error when creating \"{source}\": {invalid}"
+                )));
             }
             pods.push((source.clone(), pod));
         }
@@ -62,7 +75,12 @@ fn load_pods(files: &[String]) -> Result<Vec<(String, Pod)>> {
 }
 
 /// `apply -f` (and `create -f` with `create_only`).
-pub fn apply(engine: &Engine, files: &[String], create_only: bool, out: &mut impl Write) -> Result<i32> {
+pub fn apply(
+    engine: &Engine,
+    files: &[String],
+    create_only: bool,
+    out: &mut impl Write,
+) -> Result<i32> {
     let pods = load_pods(files)?;
     let mut failed = 0;
     for (source, pod) in pods {
@@ -102,11 +120,20 @@ pub fn get(
 ) -> Result<i32> {
     // `get pod/x` is accepted as kubectl does.
     let (resource, names): (String, Vec<String>) = match resource.split_once('/') {
-        Some((r, n)) => (r.to_string(), std::iter::once(n.to_string()).chain(names.iter().cloned()).collect()),
+        Some((r, n)) => (
+            r.to_string(),
+            std::iter::once(n.to_string())
+                .chain(names.iter().cloned())
+                .collect(),
+        ),
         None => (resource.to_string(), names.to_vec()),
     };
     check_pod_resource(&resource)?;
-    let all = engine.list_pods(if all_namespaces { None } else { Some(namespace) })?;
+    let all = engine.list_pods(if all_namespaces {
+        None
+    } else {
+        Some(namespace)
+    })?;
     let mut pods = Vec::new();
     let mut missing = 0;
     if names.is_empty() {
@@ -174,7 +201,13 @@ fn serde_saphyr_to_string(v: &serde_json::Value) -> Result<String> {
 }
 
 /// `describe pod NAME...`.
-pub fn describe(engine: &Engine, resource: &str, names: &[String], namespace: &str, out: &mut impl Write) -> Result<i32> {
+pub fn describe(
+    engine: &Engine,
+    resource: &str,
+    names: &[String],
+    namespace: &str,
+    out: &mut impl Write,
+) -> Result<i32> {
     check_pod_resource(resource)?;
     let mut failed = 0;
     for (i, n) in names.iter().enumerate() {
@@ -185,7 +218,11 @@ pub fn describe(engine: &Engine, resource: &str, names: &[String], namespace: &s
                     writeln!(out)?;
                 }
                 let events = engine.pod_events(&v.uid)?;
-                write!(out, "{}", peapod_api::print::describe_pod(&v.pod, &events, Utc::now()))?;
+                write!(
+                    out,
+                    "{}",
+                    peapod_api::print::describe_pod(&v.pod, &events, Utc::now())
+                )?;
             }
             Err(_) => {
                 eprintln!("Error from server (NotFound): pods \"{n}\" not found");
@@ -209,8 +246,14 @@ pub fn delete(
     let mut targets: Vec<(String, String)> = Vec::new();
     if !files.is_empty() {
         for (_, text) in read_manifests(files)? {
-            for pod in peapod_api::decode::decode_pods(&text).map_err(|e| user_error(e.to_string()))? {
-                let ns = pod.metadata.namespace.clone().unwrap_or_else(|| namespace.to_string());
+            for pod in
+                peapod_api::decode::decode_pods(&text).map_err(|e| user_error(e.to_string()))?
+            {
+                let ns = pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| namespace.to_string());
                 targets.push((ns, pod.metadata.name.clone().unwrap_or_default()));
             }
         }
@@ -225,7 +268,9 @@ pub fn delete(
         check_pod_resource(&resource)?;
         names.extend(rest.iter().cloned());
         if names.is_empty() {
-            bail!(user_error("resource(s) were provided, but no name was specified"));
+            bail!(user_error(
+                "resource(s) were provided, but no name was specified"
+            ));
         }
         targets.extend(names.into_iter().map(|n| (namespace.to_string(), n)));
     }
@@ -252,15 +297,24 @@ pub fn delete(
 /// The container record behind `POD [-c NAME]`: kubectl's default container (the
 /// `kubectl.kubernetes.io/default-container` annotation, else the first), its current
 /// instance, or with `previous` the one before.
-pub fn pod_container(engine: &Engine, namespace: &str, pod: &str, name: Option<&str>, previous: bool) -> Result<Container> {
+pub fn pod_container(
+    engine: &Engine,
+    namespace: &str,
+    pod: &str,
+    name: Option<&str>,
+    previous: bool,
+) -> Result<Container> {
     let view = engine.find_pod(namespace, pod)?;
     let spec = view.pod.spec.clone().unwrap_or_default();
     let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
     let chosen = match name {
         Some(n) => {
-            let known = names.iter().any(|c| c == n) || spec.init_containers.iter().flatten().any(|c| c.name == n);
+            let known = names.iter().any(|c| c == n)
+                || spec.init_containers.iter().flatten().any(|c| c.name == n);
             if !known {
-                bail!(user_error(format!("container {n} is not valid for pod {pod}")));
+                bail!(user_error(format!(
+                    "container {n} is not valid for pod {pod}"
+                )));
             }
             n.to_string()
         }
@@ -273,7 +327,9 @@ pub fn pod_container(engine: &Engine, namespace: &str, pod: &str, name: Option<&
                 .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
                 .filter(|a| names.contains(a))
                 .cloned();
-            let c = annotated.clone().unwrap_or_else(|| names.first().cloned().unwrap_or_default());
+            let c = annotated
+                .clone()
+                .unwrap_or_else(|| names.first().cloned().unwrap_or_default());
             if annotated.is_none() && names.len() > 1 {
                 eprintln!("Defaulted container \"{c}\" out of: {}", names.join(", "));
             }
@@ -283,10 +339,19 @@ pub fn pod_container(engine: &Engine, namespace: &str, pod: &str, name: Option<&
     let mut instances: Vec<Container> = engine
         .pod_containers(&view.uid)?
         .into_iter()
-        .filter(|c| c.config.pod.as_ref().is_some_and(|l| !l.infra && l.container_name == chosen))
+        .filter(|c| {
+            c.config
+                .pod
+                .as_ref()
+                .is_some_and(|l| !l.infra && l.container_name == chosen)
+        })
         .collect();
     instances.sort_by_key(|c| std::cmp::Reverse(c.config.pod.as_ref().map_or(0, |l| l.attempt)));
-    let found = if previous { instances.get(1) } else { instances.first() };
+    let found = if previous {
+        instances.get(1)
+    } else {
+        instances.first()
+    };
     match found {
         Some(c) => {
             if !previous && name.is_some() && !matches!(c.state, State::Running { .. }) {

@@ -344,7 +344,10 @@ impl RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_monitor = matches!(cli.command, Cmd::Monitor { .. } | Cmd::PodMonitor { .. } | Cmd::Infra { .. });
+    let is_monitor = matches!(
+        cli.command,
+        Cmd::Monitor { .. } | Cmd::PodMonitor { .. } | Cmd::Infra { .. }
+    );
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -377,14 +380,54 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Apply { files } => kube::apply(&engine, &files, false, &mut out),
-        Cmd::Create(args) if !args.files.is_empty() => kube::apply(&engine, &args.files, true, &mut out),
-        Cmd::Get { resource, names, namespace, all_namespaces, output } => {
-            kube::get(&engine, &resource, &names, &namespace, all_namespaces, output.as_deref(), &mut out)
+        Cmd::Create(args) if !args.files.is_empty() => {
+            kube::apply(&engine, &args.files, true, &mut out)
         }
-        Cmd::Describe { resource, names, namespace } => kube::describe(&engine, &resource, &names, &namespace, &mut out),
-        Cmd::Delete { args, files, namespace, grace_period, now, force, ignore_not_found } => {
-            let grace = if now { Some(1) } else if force && grace_period.is_none() { Some(0) } else { grace_period };
-            kube::delete(&engine, &args, &files, &namespace, grace, ignore_not_found, &mut out)
+        Cmd::Get {
+            resource,
+            names,
+            namespace,
+            all_namespaces,
+            output,
+        } => kube::get(
+            &engine,
+            &resource,
+            &names,
+            &namespace,
+            all_namespaces,
+            output.as_deref(),
+            &mut out,
+        ),
+        Cmd::Describe {
+            resource,
+            names,
+            namespace,
+        } => kube::describe(&engine, &resource, &names, &namespace, &mut out),
+        Cmd::Delete {
+            args,
+            files,
+            namespace,
+            grace_period,
+            now,
+            force,
+            ignore_not_found,
+        } => {
+            let grace = if now {
+                Some(1)
+            } else if force && grace_period.is_none() {
+                Some(0)
+            } else {
+                grace_period
+            };
+            kube::delete(
+                &engine,
+                &args,
+                &files,
+                &namespace,
+                grace,
+                ignore_not_found,
+                &mut out,
+            )
         }
         Cmd::Create(args) => {
             require_image(&args)?;
@@ -468,20 +511,51 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(if missing.is_empty() { 0 } else { 1 })
         }
-        Cmd::Exec { interactive, tty, env, workdir, pod_container, namespace, container, command } => {
+        Cmd::Exec {
+            interactive,
+            tty,
+            env,
+            workdir,
+            pod_container,
+            namespace,
+            container,
+            command,
+        } => {
             let c = match (&pod_container, engine.find(&container)) {
                 (None, Ok(c)) => c,
                 (_, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
-                _ => kube::pod_container(&engine, &namespace, &container, pod_container.as_deref(), false)?,
+                _ => kube::pod_container(
+                    &engine,
+                    &namespace,
+                    &container,
+                    pod_container.as_deref(),
+                    false,
+                )?,
             };
             drop(out);
             engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
         }
-        Cmd::Logs { follow, tail, timestamps, pod_container, previous, namespace, container } => {
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            pod_container,
+            previous,
+            namespace,
+            container,
+        } => {
             let c = match (&pod_container, previous, engine.find(&container)) {
                 (None, false, Ok(c)) => c,
-                (_, _, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
-                _ => kube::pod_container(&engine, &namespace, &container, pod_container.as_deref(), previous)?,
+                (_, _, Err(e)) if engine.find_pod(&namespace, &container).is_err() => {
+                    return Err(e)
+                }
+                _ => kube::pod_container(
+                    &engine,
+                    &namespace,
+                    &container,
+                    pod_container.as_deref(),
+                    previous,
+                )?,
             };
             let tail = match tail.as_str() {
                 "all" => None,
@@ -544,7 +618,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
 
 fn require_image(args: &RunArgs) -> Result<()> {
     if args.image.is_none() {
-        anyhow::bail!(engine::user_error("\"peapod run\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]"));
+        anyhow::bail!(engine::user_error(
+            "\"peapod run\" requires at least 1 argument: IMAGE [COMMAND] [ARG...]"
+        ));
     }
     Ok(())
 }

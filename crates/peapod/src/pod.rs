@@ -18,8 +18,8 @@ use peapod_api::status::{ObservedPod, ObservedState};
 use peapod_sandbox::netns;
 use peapod_store::Lock;
 
-use crate::engine::{proc_start_time, user_error, wait_until, Engine};
-use crate::record::{ContainerConfig, ContainerStatus, NetworkMode, Phase, PodLink, State};
+use crate::engine::{user_error, wait_until, Engine};
+use crate::record::{ContainerConfig, NetworkMode, Phase, PodLink, State};
 
 /// A stored pod with its current status filled in.
 #[derive(Debug, Clone)]
@@ -55,12 +55,16 @@ pub enum Applied {
 
 /// chrono → the Kubernetes API's time type.
 pub fn k8s_time(t: chrono::DateTime<Utc>) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32).unwrap_or_default())
+    Time(
+        k8s_openapi::jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+            .unwrap_or_default(),
+    )
 }
 
 /// The Kubernetes API's time type → chrono.
 pub fn chrono_time(t: &Time) -> chrono::DateTime<Utc> {
-    chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+    chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
 }
 
 /// A new random uid in the RFC 4122 version 4 form Kubernetes uses.
@@ -70,11 +74,24 @@ fn new_uid() -> String {
     b[12] = '4';
     b[16] = ['8', '9', 'a', 'b'][usize::from(b[16].to_digit(16).unwrap_or(0) as u8 % 4)];
     let s: String = b.into_iter().collect();
-    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
 }
 
 /// The docker-style name of a pod container.
-pub fn container_name(container: &str, pod: &str, namespace: &str, uid: &str, attempt: u32) -> String {
+pub fn container_name(
+    container: &str,
+    pod: &str,
+    namespace: &str,
+    uid: &str,
+    attempt: u32,
+) -> String {
     format!("k8s_{container}_{pod}_{namespace}_{uid}_{attempt}")
 }
 
@@ -91,7 +108,10 @@ impl Engine {
 
     /// The log directory of a pod's containers.
     pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
-        self.paths.log.join("pods").join(format!("{namespace}_{name}_{uid}"))
+        self.paths
+            .log
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"))
     }
 
     fn pods_lock(&self) -> Result<Lock> {
@@ -100,7 +120,9 @@ impl Engine {
 
     /// Reads a pod's stored manifest.
     pub fn stored_pod(&self, uid: &str) -> Result<Option<Pod>> {
-        Ok(peapod_store::read_json(&self.pod_dir(uid).join("pod.json"))?)
+        Ok(peapod_store::read_json(
+            &self.pod_dir(uid).join("pod.json"),
+        )?)
     }
 
     /// Every pod (in `namespace`, or all), with status.
@@ -114,11 +136,15 @@ impl Engine {
         let containers = self.list()?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if uid.starts_with('.') {
                 continue;
             }
-            let Some(pod) = self.stored_pod(&uid)? else { continue };
+            let Some(pod) = self.stored_pod(&uid)? else {
+                continue;
+            };
             if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
                 continue;
             }
@@ -138,47 +164,82 @@ impl Engine {
 
     /// The pod with its status: what the monitor observed, corrected by what is true now
     /// when the monitor is gone (a container it saw running may have died since).
-    fn view(&self, mut pod: Pod, uid: &str, containers: &[crate::engine::Container]) -> Result<PodView> {
+    fn view(
+        &self,
+        mut pod: Pod,
+        uid: &str,
+        containers: &[crate::engine::Container],
+    ) -> Result<PodView> {
         let dir = self.pod_dir(uid);
-        let created = pod.metadata.creation_timestamp.as_ref().map_or_else(Utc::now, chrono_time);
-        let mut observed: ObservedPod = peapod_store::read_json(&dir.join("observed.json"))?.unwrap_or(ObservedPod {
-            sandbox_ready: false,
-            pod_ip: None,
-            host_ip: None,
-            start_time: None,
-            scheduled_at: created,
-            containers: Vec::new(),
-        });
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or_else(Utc::now, chrono_time);
+        let mut observed: ObservedPod = peapod_store::read_json(&dir.join("observed.json"))?
+            .unwrap_or(ObservedPod {
+                sandbox_ready: false,
+                pod_ip: None,
+                host_ip: None,
+                start_time: None,
+                scheduled_at: created,
+                containers: Vec::new(),
+            });
         let monitor_alive = Lock::is_held(&dir.join("monitor.lock"))?;
         if !monitor_alive {
             for oc in &mut observed.containers {
-                let Some(id) = oc.container_id.as_deref().and_then(|c| c.strip_prefix("peapod://")) else { continue };
-                let Some(c) = containers.iter().find(|c| c.config.id == id) else { continue };
-                match (&oc.state, &c.state) {
-                    (ObservedState::Running { started_at }, State::Exited { code, finished_at }) => {
-                        oc.state = ObservedState::Terminated {
-                            exit_code: *code,
-                            signal: None,
-                            reason: if *code == 0 { "Completed".into() } else { "Error".into() },
-                            message: c.status.as_ref().and_then(|s| s.error.clone()),
-                            started_at: Some(*started_at),
-                            finished_at: *finished_at,
-                        }
+                let Some(id) = oc
+                    .container_id
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix("peapod://"))
+                else {
+                    continue;
+                };
+                let Some(c) = containers.iter().find(|c| c.config.id == id) else {
+                    continue;
+                };
+                if let (
+                    ObservedState::Running { started_at },
+                    State::Exited { code, finished_at },
+                ) = (&oc.state, &c.state)
+                {
+                    oc.state = ObservedState::Terminated {
+                        exit_code: *code,
+                        signal: None,
+                        reason: if *code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        },
+                        message: c.status.as_ref().and_then(|s| s.error.clone()),
+                        started_at: Some(*started_at),
+                        finished_at: *finished_at,
                     }
-                    _ => {}
                 }
             }
-            if let Some(infra) = containers.iter().find(|c| c.config.pod.as_ref().is_some_and(|l| l.uid == uid && l.infra)) {
+            if let Some(infra) = containers.iter().find(|c| {
+                c.config
+                    .pod
+                    .as_ref()
+                    .is_some_and(|l| l.uid == uid && l.infra)
+            }) {
                 observed.sandbox_ready = matches!(infra.state, State::Running { .. });
             }
         }
         pod.status = Some(peapod_api::status::pod_status(&pod, &observed));
-        Ok(PodView { pod, uid: uid.to_string() })
+        Ok(PodView {
+            pod,
+            uid: uid.to_string(),
+        })
     }
 
     /// The container records of one pod (infra included), newest first.
     pub fn pod_containers(&self, uid: &str) -> Result<Vec<crate::engine::Container>> {
-        Ok(self.list()?.into_iter().filter(|c| c.config.pod.as_ref().is_some_and(|l| l.uid == uid)).collect())
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|c| c.config.pod.as_ref().is_some_and(|l| l.uid == uid))
+            .collect())
     }
 
     /// The pod's events, oldest first.
@@ -201,10 +262,17 @@ impl Engine {
             }
         }
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         events.push(Event {
             metadata: ObjectMeta {
-                name: Some(format!("{name}.{:x}", Utc::now().timestamp_nanos_opt().unwrap_or_default())),
+                name: Some(format!(
+                    "{name}.{:x}",
+                    Utc::now().timestamp_nanos_opt().unwrap_or_default()
+                )),
                 namespace: Some(namespace.clone()),
                 ..Default::default()
             },
@@ -222,7 +290,10 @@ impl Engine {
             count: Some(1),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
-            source: Some(EventSource { component: Some("peapod".into()), host: None }),
+            source: Some(EventSource {
+                component: Some("peapod".into()),
+                host: None,
+            }),
             ..Default::default()
         });
         Ok(peapod_store::write_json(&path, &events)?)
@@ -231,7 +302,11 @@ impl Engine {
     /// `apply`/`create -f` of one validated, defaulted pod.
     pub fn apply_pod(&self, mut pod: Pod, create_only: bool) -> Result<Applied> {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let lock = self.pods_lock()?;
         if let Ok(existing) = self.find_pod(&namespace, &name) {
             if create_only {
@@ -239,7 +314,16 @@ impl Engine {
             }
             let mut old = existing.pod.clone();
             old.status = None;
-            if old.spec == pod.spec && old.metadata.labels == pod.metadata.labels && old.metadata.annotations == pod.metadata.annotations {
+            // Fields the server set are not the user's to change.
+            if let (Some(new_spec), Some(old_spec)) = (pod.spec.as_mut(), old.spec.as_ref()) {
+                if new_spec.node_name.is_none() {
+                    new_spec.node_name = old_spec.node_name.clone();
+                }
+            }
+            if old.spec == pod.spec
+                && old.metadata.labels == pod.metadata.labels
+                && old.metadata.annotations == pod.metadata.annotations
+            {
                 return Ok(Applied::Unchanged);
             }
             if let Err(invalid) = peapod_api::validate::validate_update(&old, &pod) {
@@ -257,16 +341,24 @@ impl Engine {
         pod.metadata.creation_timestamp = Some(k8s_time(Utc::now()));
         pod.metadata.resource_version = Some("1".into());
         pod.status = None;
-        let node = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let node = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = Some(node.clone());
         }
         let staging = self.pods_dir().join(format!(".{uid}"));
         peapod_store::create_dir_all(&staging)?;
         peapod_store::write_json(&staging.join("pod.json"), &pod)?;
-        fs::rename(&staging, self.pod_dir(&uid)).with_context(|| format!("committing pod {name}"))?;
+        fs::rename(&staging, self.pod_dir(&uid))
+            .with_context(|| format!("committing pod {name}"))?;
         drop(lock);
-        self.record_event(&pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"))?;
+        self.record_event(
+            &pod,
+            "Normal",
+            "Scheduled",
+            &format!("Successfully assigned {namespace}/{name} to {node}"),
+        )?;
         if let Err(e) = self.start_pod(&pod, &uid) {
             let _ = self.teardown_pod(&uid);
             return Err(e);
@@ -278,11 +370,17 @@ impl Engine {
     fn start_pod(&self, pod: &Pod, uid: &str) -> Result<()> {
         let spec = pod.spec.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let host_network = spec.host_network.unwrap_or(false);
         let id = peapod_store::new_id();
         let hostname = if host_network {
-            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
         } else {
             spec.hostname.clone().unwrap_or_else(|| name.clone())
         };
@@ -300,7 +398,11 @@ impl Engine {
             open_stdin: false,
             auto_remove: false,
             hostname,
-            network_mode: if host_network { NetworkMode::Host } else { NetworkMode::Bridge },
+            network_mode: if host_network {
+                NetworkMode::Host
+            } else {
+                NetworkMode::Bridge
+            },
             netns: (!host_network).then(|| self.paths.netns().join(&id)),
             endpoint: None,
             mounts: Vec::new(),
@@ -319,6 +421,7 @@ impl Engine {
                 attempt: 0,
                 ipc: None,
                 uts: None,
+                pid: None,
             }),
             log_path: None,
         };
@@ -331,10 +434,15 @@ impl Engine {
             fs::rename(&staging, &dir).with_context(|| format!("committing {}", dir.display()))?;
         }
         if let Some(pin) = infra.netns.clone() {
-            netns::create(&pin).with_context(|| format!("creating the pod network namespace {}", pin.display()))?;
-            let endpoint = peapod_sandbox::PodNetwork::new(&self.paths.network(), &self.paths.cni_conf_dir(), self.config.network.clone())
-                .attach(&id, &pin)
-                .context("attaching the pod to the network")?;
+            netns::create(&pin)
+                .with_context(|| format!("creating the pod network namespace {}", pin.display()))?;
+            let endpoint = peapod_sandbox::PodNetwork::new(
+                &self.paths.network(),
+                &self.paths.cni_conf_dir(),
+                self.config.network.clone(),
+            )
+            .attach(&id, &pin)
+            .context("attaching the pod to the network")?;
             infra.endpoint = Some(endpoint);
         }
         let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -345,7 +453,10 @@ impl Engine {
         };
         for alias in spec.host_aliases.iter().flatten() {
             let names = alias.hostnames.clone().unwrap_or_default().join("\t");
-            hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{names}\n", alias.ip));
+            hosts.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{names}\n",
+                alias.ip
+            ));
         }
         let mut resolv = peapod_sandbox::etc::resolv_conf(&host_resolv);
         if let Some(dns) = &spec.dns_config {
@@ -364,7 +475,10 @@ impl Engine {
         }
         peapod_store::atomic_write(&dir.join("hosts"), hosts.as_bytes())?;
         peapod_store::atomic_write(&dir.join("resolv.conf"), resolv.as_bytes())?;
-        peapod_store::atomic_write(&dir.join("hostname"), format!("{}\n", infra.hostname).as_bytes())?;
+        peapod_store::atomic_write(
+            &dir.join("hostname"),
+            format!("{}\n", infra.hostname).as_bytes(),
+        )?;
         infra.phase = Phase::Created;
         peapod_store::write_json(&dir.join("container.json"), &infra)?;
 
@@ -382,15 +496,20 @@ impl Engine {
             .spawn()
             .context("starting the pod monitor")?;
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line)
-            .context("reading the pod monitor's report")?;
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .context("reading the pod monitor's report")?;
         if line.trim_end() == "ok" {
             return Ok(());
         }
         let _ = child.wait();
         Err(anyhow!(
             "starting pod {name}: {}",
-            line.trim_end().strip_prefix("error: ").unwrap_or("the pod monitor exited before the sandbox was ready")
+            line.trim_end()
+                .strip_prefix("error: ")
+                .unwrap_or("the pod monitor exited before the sandbox was ready")
         ))
     }
 
@@ -399,19 +518,31 @@ impl Engine {
     /// and idempotent: a dead or stuck monitor is handled here.
     pub fn delete_pod(&self, view: &PodView, grace: Option<i64>) -> Result<()> {
         let dir = self.pod_dir(&view.uid);
-        let mut pod = self.stored_pod(&view.uid)?.ok_or_else(|| user_error(format!("pods \"{}\" not found", view.name())))?;
-        let spec_grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let mut pod = self
+            .stored_pod(&view.uid)?
+            .ok_or_else(|| user_error(format!("pods \"{}\" not found", view.name())))?;
+        let spec_grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         let grace = grace.unwrap_or(spec_grace).max(0);
         if pod.metadata.deletion_timestamp.is_none() {
-            pod.metadata.deletion_timestamp = Some(k8s_time(Utc::now() + chrono::Duration::seconds(grace)));
+            pod.metadata.deletion_timestamp =
+                Some(k8s_time(Utc::now() + chrono::Duration::seconds(grace)));
             pod.metadata.deletion_grace_period_seconds = Some(grace);
             peapod_store::write_json(&dir.join("pod.json"), &pod)?;
         }
         let monitor_lock = dir.join("monitor.lock");
         if Lock::is_held(&monitor_lock)? {
-            let pid: Option<i32> = fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|s| s.trim().parse().ok());
+            let pid: Option<i32> = fs::read_to_string(dir.join("monitor.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
             if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
             let limit = Duration::from_secs(grace as u64 + 15);
             wait_until(limit, || !Lock::is_held(&monitor_lock).unwrap_or(false));
@@ -453,7 +584,10 @@ impl Engine {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(anyhow!("deleting the pod left work undone: {}", errors.join("; ")))
+            Err(anyhow!(
+                "deleting the pod left work undone: {}",
+                errors.join("; ")
+            ))
         }
     }
 }
@@ -461,10 +595,22 @@ impl Engine {
 /// The Docker labels kubelet puts on pod containers.
 pub fn pod_labels(pod: &Pod, container: &str) -> std::collections::BTreeMap<String, String> {
     std::collections::BTreeMap::from([
-        ("io.kubernetes.pod.name".to_string(), pod.metadata.name.clone().unwrap_or_default()),
-        ("io.kubernetes.pod.namespace".to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
-        ("io.kubernetes.pod.uid".to_string(), pod.metadata.uid.clone().unwrap_or_default()),
-        ("io.kubernetes.container.name".to_string(), container.to_string()),
+        (
+            "io.kubernetes.pod.name".to_string(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "io.kubernetes.pod.namespace".to_string(),
+            pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            "io.kubernetes.pod.uid".to_string(),
+            pod.metadata.uid.clone().unwrap_or_default(),
+        ),
+        (
+            "io.kubernetes.container.name".to_string(),
+            container.to_string(),
+        ),
     ])
 }
 
@@ -477,11 +623,6 @@ impl UserErrorExt {
     }
 }
 
-/// Whether a recorded container process is alive now.
-pub fn alive(status: &ContainerStatus) -> bool {
-    status.pid > 0 && proc_start_time(status.pid) == Some(status.pid_start)
-}
-
 /// A hostPath or emptyDir source path check shared by the monitor: `sub` joined under
 /// `base` must stay inside it.
 pub fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf> {
@@ -489,9 +630,14 @@ pub fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf> {
         bail!("subPath {sub:?} must be a relative path without '..'");
     }
     let joined = base.join(sub);
-    fs::create_dir_all(&joined).with_context(|| format!("creating subPath {}", joined.display()))?;
-    let real = joined.canonicalize().with_context(|| format!("resolving {}", joined.display()))?;
-    let real_base = base.canonicalize().with_context(|| format!("resolving {}", base.display()))?;
+    fs::create_dir_all(&joined)
+        .with_context(|| format!("creating subPath {}", joined.display()))?;
+    let real = joined
+        .canonicalize()
+        .with_context(|| format!("resolving {}", joined.display()))?;
+    let real_base = base
+        .canonicalize()
+        .with_context(|| format!("resolving {}", base.display()))?;
     if !real.starts_with(&real_base) {
         bail!("subPath {sub:?} escapes its volume through a symlink");
     }

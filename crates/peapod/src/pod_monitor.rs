@@ -26,7 +26,9 @@ use peapod_store::Lock;
 
 use crate::crilog::LineSplitter;
 use crate::engine::{proc_start_time, Engine};
-use crate::monitor::{close_inherited_fds, create_in_runtime, output_streams, reap_children, Output};
+use crate::monitor::{
+    close_inherited_fds, create_in_runtime, output_streams, reap_children, Output,
+};
 use crate::pod::{container_name, join_sub_path, pod_labels};
 use crate::record::{ContainerConfig, ContainerStatus, MountRecord, NetworkMode, Phase, PodLink};
 
@@ -79,14 +81,22 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     let _ = nix::unistd::setsid();
     close_inherited_fds();
     let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(sig);
     }
     mask.thread_block().context("blocking signals")?;
     let dir = engine.pod_dir(uid);
     let _lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for pod {uid}"))?;
-    peapod_store::atomic_write(&dir.join("monitor.pid"), std::process::id().to_string().as_bytes())?;
+    peapod_store::atomic_write(
+        &dir.join("monitor.pid"),
+        std::process::id().to_string().as_bytes(),
+    )?;
     let mut pm = match start_sandbox(engine, uid) {
         Ok(pm) => {
             println!("ok");
@@ -108,7 +118,9 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
 
 fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     nix::sys::prctl::set_child_subreaper(true).context("becoming the pod's subreaper")?;
-    let pod = engine.stored_pod(uid)?.ok_or_else(|| anyhow!("pod {uid} has no record"))?;
+    let pod = engine
+        .stored_pod(uid)?
+        .ok_or_else(|| anyhow!("pod {uid} has no record"))?;
     let infra = engine
         .pod_containers(uid)?
         .into_iter()
@@ -128,12 +140,18 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         .spawn()
         .context("starting the infra process")?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line)
-        .context("reading the infra process's report")?;
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut line,
+    )
+    .context("reading the infra process's report")?;
     if line.trim_end() != "ok" {
         let _ = child.kill();
         let _ = child.wait();
-        bail!("the infra process failed: {}", line.trim_end().trim_start_matches("error: "));
+        bail!(
+            "the infra process failed: {}",
+            line.trim_end().trim_start_matches("error: ")
+        );
     }
     let infra_pid = child.id() as i32;
     // The child is reaped by our own waitpid loop, not by `Child`.
@@ -151,7 +169,10 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     std::mem::forget(infra_lock);
     let spec = pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
-    for (init, list) in [(true, spec.init_containers.clone().unwrap_or_default()), (false, spec.containers.clone())] {
+    for (init, list) in [
+        (true, spec.init_containers.clone().unwrap_or_default()),
+        (false, spec.containers.clone()),
+    ] {
         for c in list {
             let waiting = if init || spec.init_containers.as_ref().is_none_or(|l| l.is_empty()) {
                 "ContainerCreating"
@@ -163,7 +184,10 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
                 init,
                 attempt: 0,
                 restart_count: 0,
-                state: ObservedState::Waiting { reason: waiting.into(), message: None },
+                state: ObservedState::Waiting {
+                    reason: waiting.into(),
+                    message: None,
+                },
                 last_state: None,
                 container_id: None,
                 image_id: String::new(),
@@ -175,10 +199,18 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     }
     let observed = ObservedPod {
         sandbox_ready: true,
-        pod_ip: infra.endpoint.as_ref().map(|e| e.ip.to_string()).or_else(|| host_ip()),
+        pod_ip: infra
+            .endpoint
+            .as_ref()
+            .map(|e| e.ip.to_string())
+            .or_else(host_ip),
         host_ip: host_ip(),
         start_time: Some(now),
-        scheduled_at: pod.metadata.creation_timestamp.as_ref().map_or(now, crate::pod::chrono_time),
+        scheduled_at: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, crate::pod::chrono_time),
         containers: Vec::new(),
     };
     let mut pm = PodMonitor {
@@ -214,7 +246,11 @@ fn backoff(restarts: i32) -> Duration {
 
 impl PodMonitor<'_> {
     fn restart_policy(&self) -> String {
-        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
     }
 
     fn event(&self, kind: &str, reason: &str, message: &str) {
@@ -236,7 +272,10 @@ impl PodMonitor<'_> {
                 restart_count: s.restart_count,
             })
             .collect();
-        peapod_store::write_json(&self.engine.pod_dir(&self.uid).join("observed.json"), &self.observed)?;
+        peapod_store::write_json(
+            &self.engine.pod_dir(&self.uid).join("observed.json"),
+            &self.observed,
+        )?;
         Ok(())
     }
 
@@ -262,7 +301,10 @@ impl PodMonitor<'_> {
                 deadline = Some(now + Duration::from_secs(2));
             }
             let timeout = deadline.map_or(PollTimeout::NONE, |d| {
-                PollTimeout::try_from(d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from(
+                    d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
+                )
+                .unwrap_or(PollTimeout::MAX)
             });
             let mut index: Vec<(usize, usize)> = Vec::new();
             let mut fds: Vec<PollFd> = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -309,18 +351,32 @@ impl PodMonitor<'_> {
                     let _ = splitter.finish(Utc::now(), &mut r.log);
                 }
             }
-            if signals.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT) && self.terminating.is_none() {
+            if signals
+                .iter()
+                .any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
+                && self.terminating.is_none()
+            {
                 self.begin_termination();
             }
             for (pid, code) in reap_children() {
                 if pid == self.infra_pid {
                     self.infra_status.exit_code = Some(code);
                     self.infra_status.finished_at = Some(Utc::now());
-                    let _ = peapod_store::write_json(&self.engine.container_dir(&self.infra.id).join("status.json"), &self.infra_status);
+                    let _ = peapod_store::write_json(
+                        &self
+                            .engine
+                            .container_dir(&self.infra.id)
+                            .join("status.json"),
+                        &self.infra_status,
+                    );
                     self.observed.sandbox_ready = false;
                     continue;
                 }
-                if let Some(si) = self.slots.iter().position(|s| s.running.as_ref().is_some_and(|r| r.pid == pid)) {
+                if let Some(si) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.running.as_ref().is_some_and(|r| r.pid == pid))
+                {
                     self.on_exit(si, code);
                 }
             }
@@ -354,7 +410,8 @@ impl PodMonitor<'_> {
             if s.init || s.running.is_some() {
                 continue;
             }
-            let fresh = s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
+            let fresh =
+                s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
             if fresh && s.retry_at.is_none_or(|t| now >= t) {
                 self.launch(si);
             }
@@ -372,27 +429,40 @@ impl PodMonitor<'_> {
 
     /// emptyDirs made (tmpfs for `medium: Memory`), hostPaths checked per their `type`.
     fn prepare_volumes(&self) -> Result<()> {
-        let Some(spec) = self.pod.spec.as_ref() else { return Ok(()) };
+        let Some(spec) = self.pod.spec.as_ref() else {
+            return Ok(());
+        };
         for v in spec.volumes.iter().flatten() {
             if let Some(hp) = &v.host_path {
-                check_host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))
-                    .with_context(|| format!("MountVolume.SetUp failed for volume \"{}\"", v.name))?;
+                check_host_path(&hp.path, hp.type_.as_deref().unwrap_or("")).with_context(
+                    || format!("MountVolume.SetUp failed for volume \"{}\"", v.name),
+                )?;
             } else if let Some(ed) = &v.empty_dir {
                 let dir = self.engine.pod_dir(&self.uid).join("volumes").join(&v.name);
-                fs::create_dir_all(&dir).with_context(|| format!("creating emptyDir {}", dir.display()))?;
+                fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating emptyDir {}", dir.display()))?;
                 if ed.medium.as_deref() == Some("Memory") && !is_mountpoint(&dir) {
                     let mut opts = "mode=0777".to_string();
                     if let Some(size) = &ed.size_limit {
                         opts.push_str(&format!(",size={}", quantity_bytes(&size.0)?));
                     }
-                    nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(opts.as_str()))
-                        .with_context(|| format!("mounting tmpfs for emptyDir {}", v.name))?;
+                    nix::mount::mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                        Some(opts.as_str()),
+                    )
+                    .with_context(|| format!("mounting tmpfs for emptyDir {}", v.name))?;
                 } else {
                     use std::os::unix::fs::PermissionsExt;
                     let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o777));
                 }
             } else {
-                bail!("volume {:?}: peapod supports emptyDir and hostPath volumes only so far", v.name);
+                bail!(
+                    "volume {:?}: peapod supports emptyDir and hostPath volumes only so far",
+                    v.name
+                );
             }
         }
         Ok(())
@@ -404,9 +474,16 @@ impl PodMonitor<'_> {
             Err((reason, e)) => {
                 let slot = &mut self.slots[si];
                 let message = format!("{e:#}");
-                slot.state = ObservedState::Waiting { reason: reason.to_string(), message: Some(message.clone()) };
+                slot.state = ObservedState::Waiting {
+                    reason: reason.to_string(),
+                    message: Some(message.clone()),
+                };
                 slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
-                let kind = if reason == "ErrImageNeverPull" { "ErrImageNeverPull" } else { "Failed" };
+                let kind = if reason == "ErrImageNeverPull" {
+                    "ErrImageNeverPull"
+                } else {
+                    "Failed"
+                };
                 self.event("Warning", kind, &message);
             }
         }
@@ -417,21 +494,39 @@ impl PodMonitor<'_> {
         let spec = self.slots[si].spec.clone();
         let image_name = spec.image.clone().unwrap_or_default();
         let images = engine.images().map_err(|e| ("CreateContainerError", e))?;
-        let policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let policy = spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
         let image = match images.resolve(&image_name) {
             Ok(i) => i,
             Err(_) if policy == "Never" => {
                 return Err((
                     "ErrImageNeverPull",
-                    anyhow!("Container image \"{image_name}\" is not present with pull policy of Never"),
+                    anyhow!(
+                        "Container image \"{image_name}\" is not present with pull policy of Never"
+                    ),
                 ))
             }
-            Err(e) => return Err(("ErrImagePull", anyhow!("image {image_name:?} is not present and peapod cannot pull images yet: {e}"))),
+            Err(e) => {
+                return Err((
+                    "ErrImagePull",
+                    anyhow!(
+                    "image {image_name:?} is not present and peapod cannot pull images yet: {e}"
+                ),
+                ))
+            }
         };
         if self.slots[si].attempt == 0 && self.slots[si].container_id.is_none() {
-            self.event("Normal", "Pulled", &format!("Container image \"{image_name}\" already present on machine"));
+            self.event(
+                "Normal",
+                "Pulled",
+                &format!("Container image \"{image_name}\" already present on machine"),
+            );
         }
-        let config = self.container_config(&spec, &image).map_err(|e| ("CreateContainerConfigError", e))?;
+        let config = self
+            .container_config(&spec, &image)
+            .map_err(|e| ("CreateContainerConfigError", e))?;
         let process = peapod_oci::MergedProcess {
             args: config.args.clone(),
             env: config.env.clone(),
@@ -439,37 +534,95 @@ impl PodMonitor<'_> {
             user: config.user.clone(),
         };
         let config = engine
-            .commit_and_make(config.clone(), Some(&config.name), &image, &images, &process)
+            .commit_and_make(
+                config.clone(),
+                Some(&config.name),
+                &image,
+                &images,
+                &process,
+            )
             .map_err(|e| ("CreateContainerError", e))?;
-        self.event("Normal", "Created", &format!("Created container: {}", spec.name));
-        let runtime = Runtime { binary: config.runtime.clone(), state_root: engine.paths.runtime_state() };
+        self.event(
+            "Normal",
+            "Created",
+            &format!("Created container: {}", spec.name),
+        );
+        let runtime = Runtime {
+            binary: config.runtime.clone(),
+            state_root: engine.paths.runtime_state(),
+        };
         let dir = engine.container_dir(&config.id);
         let lock = Lock::try_exclusive(&dir.join("monitor.lock"))
             .map_err(|e| ("RunContainerError", e.into()))?
-            .ok_or_else(|| ("RunContainerError", anyhow!("container {} is locked by another monitor", config.name)))?;
-        let (pid, output, log) = create_in_runtime(engine, &config, &runtime).map_err(|e| ("RunContainerError", e))?;
+            .ok_or_else(|| {
+                (
+                    "RunContainerError",
+                    anyhow!("container {} is locked by another monitor", config.name),
+                )
+            })?;
+        let (pid, output, log) =
+            create_in_runtime(engine, &config, &runtime).map_err(|e| ("RunContainerError", e))?;
         if let Err(e) = runtime.start(&config.id) {
             let _ = runtime.delete(&config.id);
             return Err(("RunContainerError", e.into()));
         }
         let now = Utc::now();
-        let status = ContainerStatus { pid, pid_start: proc_start_time(pid).unwrap_or_default(), started_at: Some(now), ..Default::default() };
-        peapod_store::write_json(&dir.join("status.json"), &status).map_err(|e| ("RunContainerError", e.into()))?;
-        self.event("Normal", "Started", &format!("Started container {}", spec.name));
+        let status = ContainerStatus {
+            pid,
+            pid_start: proc_start_time(pid).unwrap_or_default(),
+            started_at: Some(now),
+            ..Default::default()
+        };
+        peapod_store::write_json(&dir.join("status.json"), &status)
+            .map_err(|e| ("RunContainerError", e.into()))?;
+        self.event(
+            "Normal",
+            "Started",
+            &format!("Started container {}", spec.name),
+        );
         let streams = output_streams(&output).map_err(|e| ("RunContainerError", e))?;
+        self.collect_old_instances(&spec.name, config.pod.as_ref().map_or(0, |l| l.attempt));
         let slot = &mut self.slots[si];
         slot.container_id = Some(format!("peapod://{}", config.id));
         slot.image_id = image.id.clone();
         slot.state = ObservedState::Running { started_at: now };
         slot.retry_at = None;
         slot.attempt += 1;
-        slot.running = Some(RunningContainer { config, pid, status, streams, log, _output: output, _lock: lock });
+        slot.running = Some(RunningContainer {
+            config,
+            pid,
+            status,
+            streams,
+            log,
+            _output: output,
+            _lock: lock,
+        });
         Ok(())
+    }
+
+    /// Keeps the current and the previous instance of a restarted container (for
+    /// `logs --previous`), as the kubelet does; older ones are removed.
+    fn collect_old_instances(&self, container: &str, current: u32) {
+        let Ok(all) = self.engine.pod_containers(&self.uid) else {
+            return;
+        };
+        for c in all {
+            let Some(link) = c.config.pod.as_ref() else {
+                continue;
+            };
+            if !link.infra && link.container_name == container && link.attempt + 1 < current {
+                let _ = self.engine.teardown(&c.config, true);
+            }
+        }
     }
 
     /// The container record for one pod container: Kubernetes' command/args rules over the
     /// image's Entrypoint/Cmd, the infra's namespaces, the pod's volumes.
-    fn container_config(&self, spec: &Container, image: &peapod_image::ImageRecord) -> Result<ContainerConfig> {
+    fn container_config(
+        &self,
+        spec: &Container,
+        image: &peapod_image::ImageRecord,
+    ) -> Result<ContainerConfig> {
         let engine = self.engine;
         let images = engine.images()?;
         let ic = images.config(image)?.config().clone().unwrap_or_default();
@@ -481,26 +634,47 @@ impl PodMonitor<'_> {
             user: ic.user().clone().filter(|u| !u.is_empty()),
         };
         let argv = match (&spec.command, &spec.args) {
-            (Some(cmd), args) => Some(cmd.iter().chain(args.iter().flatten()).cloned().collect::<Vec<_>>()),
-            (None, Some(args)) => Some(image_process.entrypoint.iter().chain(args.iter()).cloned().collect()),
+            (Some(cmd), args) => Some(
+                cmd.iter()
+                    .chain(args.iter().flatten())
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
+            (None, Some(args)) => Some(
+                image_process
+                    .entrypoint
+                    .iter()
+                    .chain(args.iter())
+                    .cloned()
+                    .collect(),
+            ),
             (None, None) => None,
         };
         let sc = spec.security_context.as_ref();
-        let user = sc.and_then(|s| s.run_as_user).map(|u| match sc.and_then(|s| s.run_as_group) {
-            Some(g) => format!("{u}:{g}"),
-            None => u.to_string(),
-        });
+        let user = sc
+            .and_then(|s| s.run_as_user)
+            .map(|u| match sc.and_then(|s| s.run_as_group) {
+                Some(g) => format!("{u}:{g}"),
+                None => u.to_string(),
+            });
         let overrides = ProcessOverrides {
             entrypoint: argv.as_ref().map(|_| String::new()),
             cmd: argv.unwrap_or_default(),
-            env: spec.env.iter().flatten().map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default())).collect(),
+            env: spec
+                .env
+                .iter()
+                .flatten()
+                .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+                .collect(),
             working_dir: spec.working_dir.clone(),
             user,
         };
         let process = peapod_oci::merge_process(&image_process, &overrides)?;
         let mut mounts = Vec::new();
         for vm in spec.volume_mounts.iter().flatten() {
-            let base = self.volume_path(&vm.name).ok_or_else(|| anyhow!("volume {:?} is not declared", vm.name))?;
+            let base = self
+                .volume_path(&vm.name)
+                .ok_or_else(|| anyhow!("volume {:?} is not declared", vm.name))?;
             let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => join_sub_path(&base, sub)?,
                 None => base,
@@ -517,12 +691,41 @@ impl PodMonitor<'_> {
             });
         }
         let name = self.pod.metadata.name.clone().unwrap_or_default();
-        let namespace = self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let attempt = self.slots.iter().find(|s| s.spec.name == spec.name).map_or(0, |s| s.attempt);
+        let namespace = self
+            .pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let attempt = self
+            .slots
+            .iter()
+            .find(|s| s.spec.name == spec.name)
+            .map_or(0, |s| s.attempt);
         let id = peapod_store::new_id();
         let host_network = self.infra.network_mode == NetworkMode::Host;
-        let ns_path = |ns: &str| Some(PathBuf::from(format!("/proc/{}/ns/{ns}", self.infra_pid)));
-        let runtime = Runtime::resolve(engine.runtime_override.as_deref().or(engine.config.runtime.as_deref()), &engine.paths.runtime_state())?;
+        let pod_spec = self.pod.spec.clone().unwrap_or_default();
+        // hostIPC joins the host's ipc namespace by path, as the pod's own is joined.
+        let ipc_owner = if pod_spec.host_ipc.unwrap_or(false) {
+            1
+        } else {
+            self.infra_pid
+        };
+        let ns_path = |ns: &str| {
+            let owner = if ns == "ipc" {
+                ipc_owner
+            } else {
+                self.infra_pid
+            };
+            Some(PathBuf::from(format!("/proc/{owner}/ns/{ns}")))
+        };
+        let runtime = Runtime::resolve(
+            engine
+                .runtime_override
+                .as_deref()
+                .or(engine.config.runtime.as_deref()),
+            &engine.paths.runtime_state(),
+        )?;
         Ok(ContainerConfig {
             id: id.clone(),
             name: container_name(&spec.name, &name, &namespace, &self.uid, attempt),
@@ -537,7 +740,11 @@ impl PodMonitor<'_> {
             open_stdin: spec.stdin.unwrap_or(false),
             auto_remove: false,
             hostname: self.infra.hostname.clone(),
-            network_mode: if host_network { NetworkMode::Host } else { NetworkMode::Container(self.infra.id.clone()) },
+            network_mode: if host_network {
+                NetworkMode::Host
+            } else {
+                NetworkMode::Container(self.infra.id.clone())
+            },
             netns: None,
             endpoint: None,
             mounts,
@@ -552,12 +759,24 @@ impl PodMonitor<'_> {
                 pod_name: name.clone(),
                 container_name: spec.name.clone(),
                 infra: false,
-                init: self.slots.iter().any(|s| s.init && s.spec.name == spec.name),
+                init: self
+                    .slots
+                    .iter()
+                    .any(|s| s.init && s.spec.name == spec.name),
                 attempt,
                 ipc: ns_path("ipc"),
                 uts: ns_path("uts"),
+                pid: pod_spec
+                    .host_pid
+                    .unwrap_or(false)
+                    .then(|| PathBuf::from("/proc/1/ns/pid")),
             }),
-            log_path: Some(engine.pod_log_dir(&namespace, &name, &self.uid).join(&spec.name).join(format!("{attempt}.log"))),
+            log_path: Some(
+                engine
+                    .pod_log_dir(&namespace, &name, &self.uid)
+                    .join(&spec.name)
+                    .join(format!("{attempt}.log")),
+            ),
         })
     }
 
@@ -566,7 +785,9 @@ impl PodMonitor<'_> {
         let policy = self.restart_policy();
         let terminating = self.terminating.is_some();
         let slot = &mut self.slots[si];
-        let Some(mut r) = slot.running.take() else { return };
+        let Some(mut r) = slot.running.take() else {
+            return;
+        };
         for (_, mut splitter) in std::mem::take(&mut r.streams) {
             let _ = splitter.finish(now, &mut r.log);
         }
@@ -575,7 +796,10 @@ impl PodMonitor<'_> {
         r.status.finished_at = Some(now);
         let dir = self.engine.container_dir(&r.config.id);
         let _ = peapod_store::write_json(&dir.join("status.json"), &r.status);
-        let runtime = Runtime { binary: r.config.runtime.clone(), state_root: self.engine.paths.runtime_state() };
+        let runtime = Runtime {
+            binary: r.config.runtime.clone(),
+            state_root: self.engine.paths.runtime_state(),
+        };
         let _ = runtime.delete(&r.config.id);
         let started_at = match slot.state {
             ObservedState::Running { started_at } => Some(started_at),
@@ -584,7 +808,11 @@ impl PodMonitor<'_> {
         let terminated = ObservedState::Terminated {
             exit_code: code,
             signal: (code > 128).then_some(code - 128),
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: None,
             started_at,
             finished_at: now,
@@ -608,7 +836,11 @@ impl PodMonitor<'_> {
             slot.retry_at = Some(Instant::now() + delay);
             slot.state = ObservedState::Waiting {
                 reason: "CrashLoopBackOff".into(),
-                message: Some(format!("back-off {}s restarting failed container={name} pod={}", delay.as_secs(), self.pod.metadata.name.clone().unwrap_or_default())),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={name} pod={}",
+                    delay.as_secs(),
+                    self.pod.metadata.name.clone().unwrap_or_default()
+                )),
             };
             drop(r);
             self.event("Warning", "BackOff", "Back-off restarting failed container");
@@ -621,18 +853,32 @@ impl PodMonitor<'_> {
     }
 
     fn begin_termination(&mut self) {
-        let pod = self.engine.stored_pod(&self.uid).ok().flatten().unwrap_or_else(|| self.pod.clone());
+        let pod = self
+            .engine
+            .stored_pod(&self.uid)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.pod.clone());
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
             .unwrap_or(30)
             .max(0) as u64;
         self.terminating = Some(Instant::now() + Duration::from_secs(grace));
         for s in &mut self.slots {
             s.retry_at = None;
         }
-        let names: Vec<String> = self.slots.iter().filter(|s| s.running.is_some()).map(|s| s.spec.name.clone()).collect();
+        let names: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.running.is_some())
+            .map(|s| s.spec.name.clone())
+            .collect();
         for n in names {
             self.event("Normal", "Killing", &format!("Stopping container {n}"));
         }
@@ -647,7 +893,10 @@ impl PodMonitor<'_> {
     fn kill_all(&self, signal: i32) {
         for s in &self.slots {
             if let Some(r) = &s.running {
-                let runtime = Runtime { binary: r.config.runtime.clone(), state_root: self.engine.paths.runtime_state() };
+                let runtime = Runtime {
+                    binary: r.config.runtime.clone(),
+                    state_root: self.engine.paths.runtime_state(),
+                };
                 let _ = runtime.kill(&r.config.id, signal, signal == libc::SIGKILL);
             }
         }
@@ -661,7 +910,13 @@ impl PodMonitor<'_> {
             let _ = nix::sys::wait::waitpid(pid, None);
             self.infra_status.exit_code = Some(0);
             self.infra_status.finished_at = Some(Utc::now());
-            peapod_store::write_json(&self.engine.container_dir(&self.infra.id).join("status.json"), &self.infra_status)?;
+            peapod_store::write_json(
+                &self
+                    .engine
+                    .container_dir(&self.infra.id)
+                    .join("status.json"),
+                &self.infra_status,
+            )?;
         }
         self.observed.sandbox_ready = false;
         self.save_observed()
@@ -671,7 +926,10 @@ impl PodMonitor<'_> {
 fn is_mountpoint(dir: &std::path::Path) -> bool {
     let target = dir.to_string_lossy();
     fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(&*target)))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&*target))
+        })
         .unwrap_or(false)
 }
 
@@ -697,7 +955,9 @@ fn quantity_bytes(q: &str) -> Result<u64> {
             return Ok((n * mult as f64) as u64);
         }
     }
-    q.parse::<f64>().map(|n| n as u64).map_err(|_| anyhow!("invalid quantity {q:?}"))
+    q.parse::<f64>()
+        .map(|n| n as u64)
+        .map_err(|_| anyhow!("invalid quantity {q:?}"))
 }
 
 /// The kubelet's hostPath type checks (and creation for the `…OrCreate` types).
@@ -705,7 +965,8 @@ pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let p = std::path::Path::new(path);
     let meta = fs::metadata(p);
-    let fail = |what: &str| -> Result<()> { bail!("hostPath type check failed: {path} is not {what}") };
+    let fail =
+        |what: &str| -> Result<()> { bail!("hostPath type check failed: {path} is not {what}") };
     match kind {
         "" => {
             if meta.is_err() {
@@ -719,7 +980,8 @@ pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
             Err(_) => {
                 fs::create_dir_all(p).with_context(|| format!("creating hostPath {path}"))?;
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(p, fs::Permissions::from_mode(0o755)).with_context(|| format!("chmod {path}"))
+                fs::set_permissions(p, fs::Permissions::from_mode(0o755))
+                    .with_context(|| format!("chmod {path}"))
             }
         },
         "Directory" => match meta {
@@ -731,11 +993,18 @@ pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
             Ok(_) => fail("a file"),
             Err(_) => {
                 if let Some(parent) = p.parent() {
-                    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
                 }
-                fs::OpenOptions::new().write(true).create(true).truncate(false).open(p).with_context(|| format!("creating hostPath file {path}"))?;
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)
+                    .with_context(|| format!("creating hostPath file {path}"))?;
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(p, fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod {path}"))
+                fs::set_permissions(p, fs::Permissions::from_mode(0o644))
+                    .with_context(|| format!("chmod {path}"))
             }
         },
         "File" => match meta {

@@ -146,6 +146,9 @@ pub struct PodLink {
     pub ipc: Option<PathBuf>,
     /// The infra's uts namespace to join.
     pub uts: Option<PathBuf>,
+    /// A pid namespace to join (the host's for `hostPID`); none: a new one.
+    #[serde(default)]
+    pub pid: Option<PathBuf>,
 }
 
 /// What the monitor recorded about the container's process.
