@@ -179,7 +179,7 @@ enum Cmd {
         #[arg(short, long)]
         follow: bool,
         /// Number of lines to show from the end ("all" for every line).
-        #[arg(short = 'n', long, default_value = "all")]
+        #[arg(long, default_value = "all")]
         tail: String,
         /// Show timestamps.
         #[arg(short, long)]
@@ -890,5 +890,16 @@ pub(crate) fn logs(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flags (e.g. docker's `logs -n` vs kubectl's `-n NAMESPACE`).
+        super::Cli::command().debug_assert();
     }
 }
