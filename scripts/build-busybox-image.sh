@@ -23,8 +23,8 @@ busybox=${BUSYBOX:-/bin/busybox}
 # The name goes into JSON unescaped: allow only reference characters.
 [[ $name =~ ^[A-Za-z0-9._:/@-]+$ ]] || die "invalid image name: $name"
 [ -x "$busybox" ] || die "$busybox not found (apt-get install busybox-static)"
-"$busybox" --list | grep -qx ifconfig || die "$busybox has no ifconfig applet; the image needs it"
-"$busybox" --list | grep -qx sh || die "$busybox has no sh applet"
+"$busybox" --list | grep -x ifconfig >/dev/null || die "$busybox has no ifconfig applet; the image needs it"  # no grep -q: with pipefail its early exit would fail the pipe
+"$busybox" --list | grep -x sh >/dev/null || die "$busybox has no sh applet"
 
 # The tag annotation: what follows the last ':' after the last '/'.
 last=${name##*/}

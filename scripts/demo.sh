@@ -34,7 +34,7 @@ echo; echo "# Pods (seed parts 2 and 3)"
 for p in two-containers two-containers-volume init-container-test; do "$peapod" --root "$root" delete pod "$p" --now >/dev/null 2>&1 || true; done
 pp apply -f examples/
 for i in $(seq 1 100); do
-  "$peapod" --root "$root" get pods | grep -q 'init-container-test *1/1 *Running' \
+  "$peapod" --root "$root" get pods | grep 'init-container-test *1/1 *Running' >/dev/null \
     && [ "$("$peapod" --root "$root" get pods | grep -c Running)" = 3 ] && break
   sleep 0.1
 done

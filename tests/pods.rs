@@ -507,3 +507,183 @@ fn assert_no_leftovers(p: &Peapod) {
         .unwrap_or(0);
     assert_eq!(pods_left, 0, "pod records left");
 }
+
+/// Restarts with back-off: a failing init container is retried (Init:CrashLoopBackOff) and
+/// a crashing app container shows CrashLoopBackOff with its restart count and previous logs.
+#[test]
+fn crash_loops_back_off_and_keep_previous_logs() {
+    let p = Peapod::new();
+    let init_loop = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: init-loop
+spec:
+  initContainers:
+  - name: flaky
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exit 1"]
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "init-loop.yaml", init_loop)]);
+    wait_pod(&p, "init-loop", "0/1", "Init:CrashLoopBackOff");
+    let crash = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo attempt-output; exit 2"]
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "crash.yaml", crash)]);
+    let line = wait_pod(&p, "crasher", "0/1", "CrashLoopBackOff");
+    assert!(
+        line.split_whitespace().nth(3).unwrap().starts_with('1'),
+        "one restart counted: {line}"
+    );
+    let status = pod_json(&p, "crasher")["status"].clone();
+    assert_eq!(
+        status["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        2
+    );
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(p.ok(&["logs", "crasher"]).trim(), "attempt-output");
+    let describe = p.ok(&["describe", "pod", "crasher"]);
+    for want in ["BackOff", "Started", "Created", "Pulled", "Scheduled"] {
+        assert!(describe.contains(want), "event {want} missing:\n{describe}");
+    }
+    // -o yaml round-trips the manifest's spec.
+    let yaml = p.ok(&["get", "pod", "crasher", "-o", "yaml"]);
+    assert!(
+        yaml.contains("name: crasher") && yaml.contains("attempt-output"),
+        "{yaml}"
+    );
+    for pod in ["init-loop", "crasher"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+    assert_no_leftovers(&p);
+}
+
+/// emptyDir on tmpfs with a size limit, subPath, readOnly, and hostPath type checks.
+#[test]
+fn volume_kinds_and_their_checks() {
+    let p = Peapod::new();
+    let host = p.root.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("config.txt"), "from-host\n").unwrap();
+    let text = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+spec:
+  volumes:
+  - name: mem
+    emptyDir:
+      medium: Memory
+      sizeLimit: 1Mi
+  - name: conf
+    hostPath:
+      path: {host}
+      type: Directory
+  - name: made
+    hostPath:
+      path: {host}/made
+      type: DirectoryOrCreate
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+    volumeMounts:
+    - name: mem
+      mountPath: /mem
+    - name: conf
+      mountPath: /conf
+      readOnly: true
+    - name: made
+      mountPath: /sub
+      subPath: deeper
+"#,
+        host = host.display()
+    );
+    p.ok(&["apply", "-f", &manifest(&p, "vols.yaml", &text)]);
+    wait_pod(&p, "vols", "1/1", "Running");
+    let df = p.ok(&[
+        "exec",
+        "vols",
+        "--",
+        "sh",
+        "-c",
+        "grep ' /mem ' /proc/mounts",
+    ]);
+    assert!(
+        df.starts_with("tmpfs /mem tmpfs") && df.contains("size=1024k"),
+        "{df}"
+    );
+    let o = p.run(&[
+        "exec",
+        "vols",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/mem/big",
+        "bs=1024",
+        "count=2048",
+    ]);
+    assert!(!o.status.success(), "writing past sizeLimit must fail");
+    assert_eq!(
+        p.ok(&["exec", "vols", "--", "cat", "/conf/config.txt"])
+            .trim(),
+        "from-host"
+    );
+    assert!(
+        !p.run(&["exec", "vols", "--", "touch", "/conf/nope"])
+            .status
+            .success(),
+        "readOnly mount is writable"
+    );
+    p.ok(&["exec", "vols", "--", "touch", "/sub/x"]);
+    assert!(
+        host.join("made/deeper/x").exists(),
+        "subPath writes land in the volume's subdirectory"
+    );
+    let describe = p.ok(&["describe", "pod", "vols"]);
+    assert!(describe.contains("/conf from conf (ro)"), "{describe}");
+    assert!(
+        describe.contains("EmptyDir (a temporary directory that shares a pod's lifetime)"),
+        "{describe}"
+    );
+
+    // A hostPath of type File that does not exist keeps the pod from starting.
+    let bad = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: badpath\nspec:\n  volumes:\n  - name: f\n    hostPath:\n      path: {}/missing\n      type: File\n  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n    volumeMounts:\n    - name: f\n      mountPath: /f\n",
+        host.display()
+    );
+    p.ok(&["apply", "-f", &manifest(&p, "bad.yaml", &bad)]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pod_json(&p, "badpath")["status"]["phase"], "Pending");
+    let describe = p.ok(&["describe", "pod", "badpath"]);
+    assert!(
+        describe.contains("FailedMount") && describe.contains("is not a file"),
+        "{describe}"
+    );
+
+    for pod in ["vols", "badpath"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+    assert!(
+        host.join("config.txt").exists(),
+        "hostPath content is untouched"
+    );
+    assert_no_leftovers(&p);
+}
