@@ -687,3 +687,79 @@ spec:
     );
     assert_no_leftovers(&p);
 }
+
+/// shareProcessNamespace: one pid namespace for the pod, whose init is peapod's infra;
+/// hostNetwork: the host's network namespace.
+#[test]
+fn shared_process_namespace_and_host_network() {
+    let p = Peapod::new();
+    let shared = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shared-pid
+spec:
+  shareProcessNamespace: true
+  containers:
+  - name: a
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1001"]
+  - name: b
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1002"]
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "shared.yaml", shared)]);
+    wait_pod(&p, "shared-pid", "2/2", "Running");
+    let (pa, pb) = (
+        pid(&p, &k8s_name(&p, "shared-pid", "a")),
+        pid(&p, &k8s_name(&p, "shared-pid", "b")),
+    );
+    assert_eq!(ns_inode(pa, "pid"), ns_inode(pb, "pid"));
+    let ps = p.ok(&["exec", "shared-pid", "-c", "b", "--", "ps"]);
+    assert!(
+        ps.contains("sleep 1001") && ps.contains("sleep 1002"),
+        "{ps}"
+    );
+    // PID 1 of the pod is peapod's infra, not a container.
+    let comm = p.ok(&[
+        "exec",
+        "shared-pid",
+        "-c",
+        "a",
+        "--",
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert!(comm.contains("infra"), "{comm:?}");
+
+    let hostnet = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "hostnet.yaml", hostnet)]);
+    wait_pod(&p, "hostnet", "1/1", "Running");
+    let app = pid(&p, &k8s_name(&p, "hostnet", "app"));
+    assert_eq!(
+        ns_inode(app, "net"),
+        ns_inode(std::process::id() as i64, "net")
+    );
+    assert_ne!(
+        ns_inode(app, "uts"),
+        ns_inode(std::process::id() as i64, "uts")
+    );
+    for pod in ["shared-pid", "hostnet"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+    assert_no_leftovers(&p);
+}

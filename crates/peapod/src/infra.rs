@@ -16,8 +16,10 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-/// Sets the namespaces up, reports `ok` (or `error: …`) on stdout, then waits for a signal.
-pub fn run(netns: Option<&Path>, hostname: &str) -> Result<()> {
+/// Sets the namespaces up, reports `ok [PID]` (or `error: …`) on stdout, then waits for a
+/// signal. With `share_pid` the pod gets a pid namespace whose init is a second infra
+/// process (`peapod infra --pid1`), reported as PID, so containers can join it.
+pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<()> {
     let mut mask = SigSet::empty();
     for sig in [
         Signal::SIGCHLD,
@@ -28,30 +30,66 @@ pub fn run(netns: Option<&Path>, hostname: &str) -> Result<()> {
         mask.add(sig);
     }
     mask.thread_block().context("blocking signals")?;
-    match setup(netns, hostname) {
-        Ok(()) => {
-            println!("ok");
+    let pid1 = match setup(netns, hostname, share_pid) {
+        Ok(pid1) => {
+            match pid1 {
+                Some(p) => println!("ok {p}"),
+                None => println!("ok"),
+            }
             let _ = std::io::stdout().flush();
+            pid1
         }
         Err(e) => {
             println!("error: {e:#}");
             return Err(e);
         }
-    }
+    };
     loop {
         match mask.wait() {
-            Ok(Signal::SIGTERM | Signal::SIGINT) => return Ok(()),
-            Ok(_) => {
-                while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
-                    waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
-                {}
+            Ok(Signal::SIGTERM | Signal::SIGINT) => {
+                if let Some(p) = pid1 {
+                    // The pid namespace's init takes every process of the pod with it.
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(p), None);
+                }
+                return Ok(());
             }
+            Ok(_) => reap(),
             Err(_) => {}
         }
     }
 }
 
-fn setup(netns: Option<&Path>, hostname: &str) -> Result<()> {
+/// `peapod infra --pid1`: the init of a pod's shared pid namespace; reaps orphans.
+pub fn run_pid1() -> Result<()> {
+    let mut mask = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(sig);
+    }
+    mask.thread_block().context("blocking signals")?;
+    println!("ok");
+    let _ = std::io::stdout().flush();
+    loop {
+        match mask.wait() {
+            Ok(Signal::SIGTERM | Signal::SIGINT) => return Ok(()),
+            Ok(_) => reap(),
+            Err(_) => {}
+        }
+    }
+}
+
+fn reap() {
+    while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+    {}
+}
+
+fn setup(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<Option<i32>> {
     if let Some(pin) = netns {
         let f = File::open(pin)
             .with_context(|| format!("opening the pod network namespace {}", pin.display()))?;
@@ -70,6 +108,32 @@ fn setup(netns: Option<&Path>, hostname: &str) -> Result<()> {
         None::<&str>,
     )
     .context("making mounts private")?;
+    let pid1 = if share_pid {
+        unshare(CloneFlags::CLONE_NEWPID).context("creating the pod's pid namespace")?;
+        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let mut child = std::process::Command::new(exe)
+            .args(["infra", "--pid1", "--hostname", hostname])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting the pod's pid namespace init")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .context("reading the pid namespace init's report")?;
+        if line.trim_end() != "ok" {
+            anyhow::bail!("the pod's pid namespace init failed to start");
+        }
+        let pid = child.id() as i32;
+        // Reaped by the signal loop.
+        std::mem::forget(child);
+        Some(pid)
+    } else {
+        None
+    };
     let new_root = Path::new("/tmp");
     mount(
         Some("tmpfs"),
@@ -85,5 +149,5 @@ fn setup(netns: Option<&Path>, hostname: &str) -> Result<()> {
     std::env::set_current_dir("/").context("chdir /")?;
     umount2("/old", MntFlags::MNT_DETACH).context("detaching the host's mounts")?;
     let _ = std::fs::remove_dir("/old");
-    Ok(())
+    Ok(pid1)
 }

@@ -218,6 +218,12 @@ enum Cmd {
         /// The pod's hostname.
         #[arg(long)]
         hostname: String,
+        /// Give the pod a shared pid namespace (shareProcessNamespace).
+        #[arg(long)]
+        share_pid: bool,
+        /// Run as the init of the pod's pid namespace.
+        #[arg(long)]
+        pid1: bool,
     },
     /// Internal: the per-container monitor.
     #[command(hide = true)]
@@ -374,9 +380,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             pod_monitor::run(&engine, &uid)?;
             Ok(0)
         }
-        Cmd::Infra { netns, hostname } => {
+        Cmd::Infra {
+            netns,
+            hostname,
+            share_pid,
+            pid1,
+        } => {
             drop(out);
-            infra::run(netns.as_deref(), &hostname)?;
+            if pid1 {
+                infra::run_pid1()?;
+            } else {
+                infra::run(netns.as_deref(), &hostname, share_pid)?;
+            }
             Ok(0)
         }
         Cmd::Apply { files } => kube::apply(&engine, &files, false, &mut out),

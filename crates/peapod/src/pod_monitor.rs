@@ -67,6 +67,8 @@ struct PodMonitor<'a> {
     pod: Pod,
     infra: ContainerConfig,
     infra_pid: i32,
+    /// The init of the pod's shared pid namespace (shareProcessNamespace).
+    pid_ns_owner: Option<i32>,
     infra_status: ContainerStatus,
     observed: ObservedPod,
     slots: Vec<Slot>,
@@ -133,6 +135,14 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     if let Some(pin) = &infra.netns {
         cmd.arg("--netns").arg(pin);
     }
+    let share_pid = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false);
+    if share_pid {
+        cmd.arg("--share-pid");
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -145,14 +155,20 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         &mut line,
     )
     .context("reading the infra process's report")?;
-    if line.trim_end() != "ok" {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!(
-            "the infra process failed: {}",
-            line.trim_end().trim_start_matches("error: ")
-        );
-    }
+    let reported = line.trim_end();
+    let pid_ns_owner: Option<i32> = match reported.strip_prefix("ok") {
+        Some("") => None,
+        Some(rest) => rest.trim().parse().ok(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the infra process failed: {}",
+                reported.trim_start_matches("error: ")
+            );
+        }
+    };
+
     let infra_pid = child.id() as i32;
     // The child is reaped by our own waitpid loop, not by `Child`.
     std::mem::forget(child);
@@ -219,6 +235,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         pod,
         infra,
         infra_pid,
+        pid_ns_owner,
         infra_status,
         observed,
         slots,
@@ -766,10 +783,12 @@ impl PodMonitor<'_> {
                 attempt,
                 ipc: ns_path("ipc"),
                 uts: ns_path("uts"),
-                pid: pod_spec
-                    .host_pid
-                    .unwrap_or(false)
-                    .then(|| PathBuf::from("/proc/1/ns/pid")),
+                pid: if pod_spec.host_pid.unwrap_or(false) {
+                    Some(PathBuf::from("/proc/1/ns/pid"))
+                } else {
+                    self.pid_ns_owner
+                        .map(|p| PathBuf::from(format!("/proc/{p}/ns/pid")))
+                },
             }),
             log_path: Some(
                 engine
