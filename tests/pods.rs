@@ -763,3 +763,28 @@ spec:
     }
     assert_no_leftovers(&p);
 }
+
+/// `apply --wait` returns once every container runs, and fails fast when a pod cannot start.
+#[test]
+fn apply_wait_returns_once_running_or_fails() {
+    let p = Peapod::new();
+    let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
+    assert_eq!(
+        p.ok(&["apply", "--wait", "-f", &file]).trim(),
+        "pod/two-containers created"
+    );
+    // No polling: the pod is already running when apply returns.
+    let line = get_line(&p, "two-containers");
+    assert!(line.contains("2/2") && line.contains("Running"), "{line}");
+    let missing = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nope\nspec:\n  containers:\n  - name: app\n    image: not/here:1\n    imagePullPolicy: Never\n";
+    let (code, err) = p.fails(&["apply", "--wait", "-f", &manifest(&p, "nope.yaml", missing)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ErrImageNeverPull"), "{err}");
+    let failing = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dies\nspec:\n  restartPolicy: Never\n  initContainers:\n  - name: i\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"false\"]\n  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n";
+    let (_, err) = p.fails(&["apply", "--wait", "-f", &manifest(&p, "dies.yaml", failing)]);
+    assert!(err.contains("pod dies failed: Init:Error"), "{err}");
+    for pod in ["two-containers", "nope", "dies"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+    assert_no_leftovers(&p);
+}

@@ -367,3 +367,78 @@ pub fn pod_container(
         ))),
     }
 }
+
+/// Waiting reasons that mean a pod will not come up without a change.
+const FATAL_WAITING: [&str; 7] = [
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
+/// `apply --wait`: returns 0 once every container of every pod in the manifests runs, 1
+/// with the reason as soon as one cannot (as `podman kube play` waits).
+pub fn wait_running(
+    engine: &Engine,
+    files: &[String],
+    timeout: std::time::Duration,
+) -> Result<i32> {
+    let targets: Vec<(String, String)> = load_pods(files)?
+        .into_iter()
+        .map(|(_, p)| {
+            (
+                p.metadata.namespace.unwrap_or_else(|| "default".into()),
+                p.metadata.name.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut pending = targets;
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for (ns, name) in pending {
+            let view = engine.find_pod(&ns, &name)?;
+            let status = view.pod.status.clone().unwrap_or_default();
+            if status.phase.as_deref() == Some("Failed") {
+                bail!(user_error(format!(
+                    "pod {name} failed: {}",
+                    peapod_api::print::status_reason(&view.pod)
+                )));
+            }
+            let statuses = status.container_statuses.clone().unwrap_or_default();
+            let want = view.pod.spec.as_ref().map_or(0, |s| s.containers.len());
+            let running = statuses
+                .iter()
+                .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                .count();
+            let fatal = status
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .chain(statuses.iter())
+                .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .find(|r| FATAL_WAITING.contains(&r.as_str()));
+            if let Some(reason) = fatal {
+                bail!(user_error(format!("pod {name} cannot start: {reason}")));
+            }
+            if running < want || want == 0 {
+                still.push((ns, name));
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            bail!(user_error(format!(
+                "timed out waiting for pods to run: {:?}",
+                pending.iter().map(|p| &p.1).collect::<Vec<_>>()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(0)
+}

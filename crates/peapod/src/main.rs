@@ -51,6 +51,12 @@ enum Cmd {
         /// Manifest files or directories, or - for stdin.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
+        /// Return once every container of every applied pod runs (non-zero if a pod fails).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Display pods.
     Get {
@@ -394,7 +400,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Apply { files } => kube::apply(&engine, &files, false, &mut out),
+        Cmd::Apply {
+            files,
+            wait,
+            timeout,
+        } => {
+            let code = kube::apply(&engine, &files, false, &mut out)?;
+            if code != 0 || !wait {
+                return Ok(code);
+            }
+            kube::wait_running(&engine, &files, Duration::from_secs(timeout))
+        }
         Cmd::Create(args) if !args.files.is_empty() => {
             kube::apply(&engine, &args.files, true, &mut out)
         }
