@@ -15,6 +15,7 @@ use peapod_store::IoError;
 use serde::Deserialize;
 
 use crate::digest::{self, Compression, HashingReader};
+use crate::platform::{Platform, PlatformJson};
 use crate::reference::is_hex64;
 use crate::{LoadError, Reference};
 
@@ -195,97 +196,37 @@ pub(crate) struct ImagePlan {
     pub(crate) layers: Vec<Blob>,
     /// The names the archive gives the image.
     pub(crate) references: Vec<Reference>,
+    /// Full references by digest (`registry/repository@sha256:…`) it was pulled by.
+    pub(crate) repo_digests: Vec<String>,
 }
 
-/// The platform an index entry is picked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Platform {
-    /// GOOS, e.g. `linux`.
-    pub(crate) os: String,
-    /// GOARCH, e.g. `amd64`.
-    pub(crate) architecture: String,
-}
-
-impl Platform {
-    /// The host's platform in OCI terms.
-    pub(crate) fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "x86" => "386",
-            "aarch64" => "arm64",
-            "arm" => "arm",
-            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-            "powerpc64" => "ppc64",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            "loongarch64" => "loong64",
-            "mips64" if cfg!(target_endian = "little") => "mips64le",
-            other => other,
-        };
-        Self {
-            os: "linux".to_owned(),
-            architecture: architecture.to_owned(),
-        }
-    }
-
-    /// Whether an index entry's platform can run here. Variants that need CPU features
-    /// the baseline lacks (amd64 v3/v4) are not picked.
-    fn matches(&self, p: &PlatformJson) -> bool {
-        if p.os != self.os || p.architecture != self.architecture {
-            return false;
-        }
-        match (self.architecture.as_str(), p.variant.as_deref()) {
-            (_, None | Some("")) => true,
-            ("amd64", Some(v)) => v == "v1" || v == "v2",
-            ("arm64", Some(v)) => v == "v8",
-            _ => true,
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DescriptorJson {
+pub(crate) struct DescriptorJson {
     #[serde(default)]
-    media_type: String,
-    digest: String,
-    size: u64,
+    pub(crate) media_type: String,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
     #[serde(default)]
-    platform: Option<PlatformJson>,
+    pub(crate) platform: Option<PlatformJson>,
     #[serde(default)]
-    annotations: Option<HashMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PlatformJson {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
+    pub(crate) annotations: Option<HashMap<String, String>>,
 }
 
 /// An index or a manifest: which one is told by the media type, or by the fields present.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ManifestOrIndexJson {
+pub(crate) struct ManifestOrIndexJson {
     #[serde(default)]
-    schema_version: Option<u32>,
+    pub(crate) schema_version: Option<u32>,
     #[serde(default)]
-    media_type: Option<String>,
+    pub(crate) media_type: Option<String>,
     #[serde(default)]
-    manifests: Option<Vec<DescriptorJson>>,
+    pub(crate) manifests: Option<Vec<DescriptorJson>>,
     #[serde(default)]
-    config: Option<DescriptorJson>,
+    pub(crate) config: Option<DescriptorJson>,
     #[serde(default)]
-    layers: Option<Vec<DescriptorJson>>,
+    pub(crate) layers: Option<Vec<DescriptorJson>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,7 +305,7 @@ fn plan_oci(files: &ArchiveFiles, host: &Platform) -> Result<Vec<ImagePlan>, Loa
     let mut plans = Vec::new();
     for desc in index.manifests.unwrap_or_default() {
         if let Some(p) = &desc.platform {
-            if !host.matches(p) {
+            if host.rank(p).is_none() {
                 continue;
             }
         }
@@ -388,13 +329,13 @@ fn plan_oci(files: &ArchiveFiles, host: &Platform) -> Result<Vec<ImagePlan>, Loa
     Ok(plans)
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Index,
     Manifest,
     Other,
 }
 
-fn kind_of(media_type: &str) -> Kind {
+pub(crate) fn kind_of(media_type: &str) -> Kind {
     match media_type {
         MT_OCI_INDEX | MT_DOCKER_LIST => Kind::Index,
         MT_OCI_MANIFEST | MT_DOCKER_MANIFEST => Kind::Manifest,
@@ -419,17 +360,12 @@ fn pick_from_index(
     let blob = verified_blob(files, index_desc, "index")?;
     let index: ManifestOrIndexJson =
         read_json_blob(&blob, &format!("index {}", index_desc.digest))?;
-    let entries = index.manifests.unwrap_or_default();
-    let matching = entries
-        .iter()
-        .position(|d| d.platform.as_ref().is_some_and(|p| host.matches(p)));
-    let unplatformed = entries
-        .iter()
-        .position(|d| d.platform.is_none() && !matches!(kind_of(&d.media_type), Kind::Other));
-    let Some(i) = matching.or(unplatformed) else {
+    let mut entries = index.manifests.unwrap_or_default();
+    // Entries that are not images (attestations, artifacts) are never picked.
+    entries.retain(|d| !matches!(kind_of(&d.media_type), Kind::Other));
+    let Some(i) = host.select(&entries, |d| d.platform.as_ref()) else {
         return Ok(None);
     };
-    let mut entries = entries;
     let chosen = entries.swap_remove(i);
     match kind_of(&chosen.media_type) {
         Kind::Index => pick_from_index(files, &chosen, host, depth + 1),
@@ -512,7 +448,7 @@ fn plan_manifest(
 }
 
 /// Parses the config and checks it describes the layers.
-fn finish_plan(
+pub(crate) fn finish_plan(
     manifest: Blob,
     config: Blob,
     layers: Vec<Blob>,
@@ -558,12 +494,13 @@ fn finish_plan(
         diff_ids,
         layers,
         references,
+        repo_digests: Vec::new(),
     })
 }
 
 /// Layer media types we unpack (OCI, non-distributable and Docker forms); the compression
 /// itself is told by the magic bytes.
-fn is_layer_media_type(mt: &str) -> bool {
+pub(crate) fn is_layer_media_type(mt: &str) -> bool {
     const OK: &[&str] = &[
         MT_OCI_LAYER,
         MT_OCI_LAYER_GZIP,
@@ -825,24 +762,5 @@ mod tests {
             vec!["docker.io/x/y:z"]
         );
         assert!(names_from_annotations(Some(&ann(ANNOTATION_CONTAINERD_NAME, "Bad"))).is_err());
-    }
-
-    #[test]
-    fn host_platform_matching() {
-        let host = Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-        };
-        let p = |os: &str, arch: &str, v: Option<&str>| PlatformJson {
-            os: os.into(),
-            architecture: arch.into(),
-            variant: v.map(Into::into),
-        };
-        assert!(host.matches(&p("linux", "amd64", None)));
-        assert!(host.matches(&p("linux", "amd64", Some("v2"))));
-        assert!(!host.matches(&p("linux", "amd64", Some("v3"))));
-        assert!(!host.matches(&p("linux", "arm64", None)));
-        assert!(!host.matches(&p("windows", "amd64", None)));
-        assert!(!host.matches(&p("unknown", "unknown", None)));
     }
 }

@@ -19,9 +19,13 @@
 pub use oci_spec;
 
 mod archive;
+mod auth;
 mod digest;
 mod load;
+mod platform;
+mod pull;
 mod reference;
+mod registry;
 pub mod rootfs;
 mod state;
 pub mod unpack;
@@ -33,7 +37,14 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+pub use auth::{
+    default_credential_paths, load_credentials, registry_key, remove_credentials, save_credentials,
+    Credential, Credentials, CredentialsError,
+};
+pub use platform::{Platform, PlatformError};
+pub use pull::{LayerInfo, PullError, PullEvent, PullOptions, PulledImage};
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
+pub use registry::HttpError;
 pub use unpack::UnpackError;
 
 use reference::is_lower_hex;
@@ -46,6 +57,11 @@ pub struct ImageRecord {
     pub id: String,
     /// Full references pointing at it, e.g. `docker.io/library/busybox:latest`.
     pub repo_tags: Vec<String>,
+    /// Full references by digest it was pulled by (Docker's RepoDigests), e.g.
+    /// `docker.io/library/busybox@sha256:…`: the digest of what the registry served for the
+    /// name, an index's digest for multi-platform images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
     /// `sha256:<hex>` of the manifest.
     pub manifest_digest: String,
     /// Layer diffIDs (`sha256:<hex>` of the uncompressed tar), bottom first.
@@ -73,6 +89,21 @@ pub struct LoadedImage {
     pub id: String,
     /// Full references it was tagged with (may be empty for untagged images).
     pub references: Vec<String>,
+}
+
+/// What [`ImageStore::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The references removed with their images (familiar form, Docker's `untagged:`).
+    pub untagged: Vec<String>,
+    /// The ids of the images removed.
+    pub images: Vec<String>,
+    /// The diffIDs of the unpacked layers removed.
+    pub layers: Vec<String>,
+    /// Bytes freed: blob files, the regular files of removed layers, leftover downloads.
+    pub reclaimed_bytes: u64,
+    /// A pull was running, so `ingest/` (its downloads) was left alone.
+    pub pulls_in_progress: bool,
 }
 
 /// The image store. Cheap to open; safe against concurrent peapod processes (a lock file).
@@ -232,10 +263,67 @@ impl ImageStore {
         lines.push(format!("Deleted: {id}"));
         // The removal is committed; a failed collection only leaves garbage that the next
         // load or remove collects.
-        if let Ok(layers) = layout.collect_garbage(&state) {
-            lines.extend(layers.into_iter().map(|l| format!("Deleted: {l}")));
+        if let Ok(garbage) = layout.collect_garbage(&state, false) {
+            lines.extend(garbage.layers.into_iter().map(|l| format!("Deleted: {l}")));
         }
         Ok(lines)
+    }
+
+    /// Pulls an image from its registry (the OCI distribution protocol, HTTPS or, for
+    /// loopback and insecure registries, plain HTTP) and commits it to the store, tagged
+    /// with `reference` unless pulled by digest. Accepts OCI and Docker schema-2 manifests
+    /// and indexes (the manifest for `opts.platform`, else the host's, is picked).
+    ///
+    /// Layers already in the store are not downloaded. Blobs are verified against their
+    /// digests and layers against the config's diffIDs before anything is committed; the
+    /// commit, under the store lock, is all or nothing as for [`ImageStore::load`]. A pull
+    /// that is killed leaves only partial downloads under `ingest/`, which the next pull
+    /// of the same content resumes; two pulls of the same layer (in any processes) fetch it
+    /// once, the second waiting for the first. `progress` is called on this thread.
+    pub fn pull(
+        &self,
+        reference: &str,
+        opts: &PullOptions,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<PulledImage, PullError> {
+        pull::pull(&self.layout(), reference, opts, progress)
+    }
+
+    /// Removes unused images and collects the garbage: dangling (untagged) images, or with
+    /// `all` every image, except those whose ids are in `in_use` (images of containers and
+    /// pods, as for [`ImageStore::remove`]); then every blob and unpacked layer no remaining
+    /// image references, and leftover downloads in `ingest/` unless a pull is running.
+    pub fn prune(&self, in_use: &[String], all: bool) -> Result<PruneReport, StoreError> {
+        let layout = self.layout();
+        let _lock = peapod_store::Lock::exclusive(&layout.lock_file())?;
+        let mut state = layout.read()?;
+        let used = |id: &str| in_use.iter().any(|u| hex_of(u) == hex_of(id));
+        let mut report = PruneReport::default();
+        let before = state.images.len();
+        state.images.retain(|i| {
+            let r = &i.record;
+            if used(&r.id) || !(all || r.repo_tags.is_empty()) {
+                return true;
+            }
+            report.untagged.extend(r.repo_tags.iter().map(|t| {
+                Reference::parse(t)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| t.clone())
+            }));
+            report.images.push(r.id.clone());
+            false
+        });
+        if state.images.len() != before {
+            layout.write(&mut state)?;
+        }
+        let garbage = layout.collect_garbage(&state, true)?;
+        report.layers = garbage.layers;
+        report.reclaimed_bytes = garbage.bytes;
+        match layout.clear_ingest()? {
+            Some(bytes) => report.reclaimed_bytes += bytes,
+            None => report.pulls_in_progress = true,
+        }
+        Ok(report)
     }
 
     /// The image configuration (Entrypoint, Cmd, Env, WorkingDir, User, Volumes, ...).
@@ -292,9 +380,14 @@ fn resolve_in(images: &[state::StoredImage], name: &str) -> Result<(usize, Match
     match Reference::parse(name) {
         Ok(r) => {
             if let Some(d) = &r.digest {
+                let by_digest = format!("{}@{d}", r.name());
                 return images
                     .iter()
-                    .position(|i| i.record.manifest_digest == *d || i.record.id == *d)
+                    .position(|i| {
+                        i.record.manifest_digest == *d
+                            || i.record.id == *d
+                            || i.record.repo_digests.contains(&by_digest)
+                    })
                     .map(|i| (i, Match::Id))
                     .ok_or_else(|| ResolveError::NotFound(r.familiar()));
             }

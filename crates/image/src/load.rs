@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use peapod_store::IoError;
 
-use crate::archive::{self, ArchiveFiles, Blob, ImagePlan, Platform};
+use crate::archive::{self, ArchiveFiles, Blob, ImagePlan};
 use crate::digest::{self, HashingReader};
+use crate::platform::Platform;
 use crate::state::{ImagesFile, Layout, StoredImage};
 use crate::unpack::{self, UnpackedLayer};
 use crate::{ImageRecord, LoadError, LoadedImage};
@@ -47,9 +48,9 @@ impl Drop for Staging {
     }
 }
 
-/// Something renamed into the store by this load, to be undone if the load fails.
+/// Something renamed into the store, to be renamed back if the commit fails.
 enum Committed {
-    Blob(PathBuf),
+    Blob { committed: PathBuf, staged: PathBuf },
     Layer { committed: PathBuf, staged: PathBuf },
 }
 
@@ -97,20 +98,44 @@ pub(crate) fn load(layout: &Layout, archive: &Path) -> Result<Vec<LoadedImage>, 
         nix::unistd::syncfs(&d).map_err(|e| IoError::new("syncfs", &staging.dir, e.into()))?;
     }
 
+    let blobs = archive::distinct_blobs(&plans);
+    let new_layers: Vec<(String, PathBuf)> = new_layers
+        .into_iter()
+        .map(|hex| {
+            let staged = staging.layer(&hex);
+            (hex, staged)
+        })
+        .collect();
+    publish(layout, &plans, &blobs, &new_layers, &mut state, &sizes)
+}
+
+/// Commits staged content and publishes the images of `plans` in `images.json`, under the
+/// store lock (the caller holds it): renames `blobs` (those not in the store yet) and
+/// `new_layers` (diffID hex, staged directory) into place, then writes the state. On an
+/// error before the state is written everything renamed is renamed back; afterwards,
+/// garbage is collected (best effort: the images are committed, the next collection
+/// retries).
+pub(crate) fn publish(
+    layout: &Layout,
+    plans: &[ImagePlan],
+    blobs: &[&Blob],
+    new_layers: &[(String, PathBuf)],
+    state: &mut ImagesFile,
+    sizes: &HashMap<String, u64>,
+) -> Result<Vec<LoadedImage>, LoadError> {
     let mut committed = Vec::new();
     match commit(
         layout,
-        &plans,
-        &new_layers,
-        &staging,
-        &mut state,
-        &sizes,
+        plans,
+        blobs,
+        new_layers,
+        state,
+        sizes,
         &mut committed,
     ) {
         Ok(loaded) => {
-            // Re-loads can orphan an older manifest blob; collect it now (best effort: the
-            // load is committed, and the next collection retries).
-            let _ = layout.collect_garbage(&state);
+            // Re-loads can orphan an older manifest blob; collect it now.
+            let _ = layout.collect_garbage(state, false);
             Ok(loaded)
         }
         Err(CommitError {
@@ -132,7 +157,7 @@ pub(crate) fn load(layout: &Layout, archive: &Path) -> Result<Vec<LoadedImage>, 
 
 /// Checks a layer blob's uncompressed stream against `diff` (hex); when `dest` is given,
 /// unpacks it there on the way.
-fn verify_layer(
+pub(crate) fn verify_layer(
     blob: &Blob,
     diff: &str,
     dest: Option<&Path>,
@@ -195,27 +220,29 @@ impl From<IoError> for CommitError {
 fn commit(
     layout: &Layout,
     plans: &[ImagePlan],
-    new_layers: &[String],
-    staging: &Staging,
+    blobs: &[&Blob],
+    new_layers: &[(String, PathBuf)],
     state: &mut ImagesFile,
     sizes: &HashMap<String, u64>,
     committed: &mut Vec<Committed>,
 ) -> Result<Vec<LoadedImage>, CommitError> {
-    for blob in archive::distinct_blobs(plans) {
+    for blob in blobs {
         let dst = layout.blob(&blob.hex);
         if dst.exists() {
             continue;
         }
         fs::rename(&blob.path, &dst).map_err(|e| IoError::new("commit blob", &dst, e))?;
-        committed.push(Committed::Blob(dst));
+        committed.push(Committed::Blob {
+            committed: dst,
+            staged: blob.path.clone(),
+        });
     }
-    for hex in new_layers {
-        let staged = staging.layer(hex);
+    for (hex, staged) in new_layers {
         let dst = layout.layer(hex);
-        fs::rename(&staged, &dst).map_err(|e| IoError::new("commit layer", &dst, e))?;
+        fs::rename(staged, &dst).map_err(|e| IoError::new("commit layer", &dst, e))?;
         committed.push(Committed::Layer {
             committed: dst,
-            staged,
+            staged: staged.clone(),
         });
     }
     peapod_store::sync_dir(&layout.blobs())?;
@@ -228,10 +255,14 @@ fn commit(
         for other in state.images.iter_mut().filter(|i| i.record.id != id) {
             other.record.repo_tags.retain(|t| !refs.contains(t));
         }
-        let mut repo_tags = state
-            .images
-            .iter()
-            .find(|i| i.record.id == id)
+        for other in state.images.iter_mut().filter(|i| i.record.id != id) {
+            other
+                .record
+                .repo_digests
+                .retain(|d| !plan.repo_digests.contains(d));
+        }
+        let existing = state.images.iter().find(|i| i.record.id == id);
+        let mut repo_tags = existing
             .map(|i| i.record.repo_tags.clone())
             .unwrap_or_default();
         for r in &refs {
@@ -239,10 +270,19 @@ fn commit(
                 repo_tags.push(r.clone());
             }
         }
+        let mut repo_digests = existing
+            .map(|i| i.record.repo_digests.clone())
+            .unwrap_or_default();
+        for d in &plan.repo_digests {
+            if !repo_digests.contains(d) {
+                repo_digests.push(d.clone());
+            }
+        }
         let image = StoredImage {
             record: ImageRecord {
                 id: id.clone(),
                 repo_tags,
+                repo_digests,
                 manifest_digest: format!("sha256:{}", plan.manifest.hex),
                 diff_ids: plan
                     .diff_ids
@@ -289,15 +329,14 @@ fn commit(
     Ok(loaded)
 }
 
-/// Undoes this load's renames, newest first: blobs are deleted, layer directories go back
-/// to staging (removed with it; never half-deleted under `layers/`).
+/// Undoes a commit's renames, newest first: everything goes back where it was staged (layer
+/// directories are so never half-deleted under `layers/`).
 fn rollback(committed: Vec<Committed>) -> Result<(), IoError> {
     let mut first_err = None;
     for c in committed.into_iter().rev() {
         let res = match &c {
-            Committed::Blob(p) => {
-                fs::remove_file(p).map_err(|e| IoError::new("roll back blob", p, e))
-            }
+            Committed::Blob { committed, staged } => fs::rename(committed, staged)
+                .map_err(|e| IoError::new("roll back blob", committed, e)),
             Committed::Layer { committed, staged } => fs::rename(committed, staged)
                 .map_err(|e| IoError::new("roll back layer", committed, e)),
         };

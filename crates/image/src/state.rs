@@ -65,6 +65,14 @@ impl Layout {
     pub(crate) fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// Downloads of pulls in progress (or interrupted), see `pull`.
+    pub(crate) fn ingest(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+    /// Held shared by every pull, exclusively by `prune` while it empties `ingest/`.
+    pub(crate) fn ingest_lock(&self) -> PathBuf {
+        self.root.join("ingest.lock")
+    }
 
     pub(crate) fn read(&self) -> Result<ImagesFile, StoreError> {
         Ok(peapod_store::read_json(&self.state_file())?.unwrap_or_default())
@@ -86,8 +94,14 @@ impl Layout {
     /// Removes blobs and layer directories that no image of `state` references. Layer
     /// directories are first renamed into `tmp/` so a half-deleted layer is never visible
     /// under `layers/` (where a later load would take it as complete). Returns the
-    /// removed layers' diffIDs (`sha256:<hex>`).
-    pub(crate) fn collect_garbage(&self, state: &ImagesFile) -> Result<Vec<String>, IoError> {
+    /// removed layers' diffIDs (`sha256:<hex>`) and, when `measure`, the bytes freed
+    /// (blob files, and the regular files of each removed layer).
+    pub(crate) fn collect_garbage(
+        &self,
+        state: &ImagesFile,
+        measure: bool,
+    ) -> Result<Garbage, IoError> {
+        let mut bytes = 0;
         let mut blobs: HashSet<&str> = HashSet::new();
         let mut layers: HashSet<&str> = HashSet::new();
         for i in &state.images {
@@ -99,6 +113,9 @@ impl Layout {
         for name in list_dir(&self.blobs())? {
             if !blobs.contains(name.as_str()) {
                 let p = self.blob(&name);
+                if measure {
+                    bytes += fs::symlink_metadata(&p).map_or(0, |m| m.len());
+                }
                 match fs::remove_file(&p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -119,11 +136,67 @@ impl Layout {
                 .join(format!("gc-{}", &peapod_store::new_id()[..16]));
             fs::rename(&from, &to)
                 .map_err(|e| IoError::new("rename layer out of the store", &from, e))?;
+            if measure {
+                bytes += dir_size(&to).unwrap_or(0);
+            }
             fs::remove_dir_all(&to).map_err(|e| IoError::new("remove layer", &to, e))?;
             removed.push(format!("sha256:{name}"));
         }
-        Ok(removed)
+        Ok(Garbage {
+            layers: removed,
+            bytes,
+        })
     }
+
+    /// Empties `ingest/` (partial and unused downloads) unless a pull is running; returns
+    /// the bytes freed, or None when a pull holds the ingest lock. Directories are renamed
+    /// into `tmp/` before removal, so a half-removed `layer-*` is never taken as complete.
+    pub(crate) fn clear_ingest(&self) -> Result<Option<u64>, IoError> {
+        let lock = match crate::pull::lock_file(
+            &self.ingest_lock(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(l) => l,
+            Err(e) if e.source.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut bytes = 0;
+        let dir = self.ingest();
+        for name in list_dir(&dir)? {
+            let p = dir.join(&name);
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                let to = self
+                    .tmp()
+                    .join(format!("gc-{}", &peapod_store::new_id()[..16]));
+                fs::rename(&p, &to).map_err(|e| IoError::new("rename out of ingest", &p, e))?;
+                bytes += dir_size(&to).unwrap_or(0);
+                fs::remove_dir_all(&to).map_err(|e| IoError::new("remove", &to, e))?;
+            } else {
+                bytes += m.len();
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(IoError::new("remove", &p, e)),
+                }
+            }
+        }
+        drop(lock);
+        Ok(Some(bytes))
+    }
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Default)]
+pub(crate) struct Garbage {
+    /// The removed layers' diffIDs, `sha256:<hex>`.
+    pub(crate) layers: Vec<String>,
+    /// Bytes freed, when measured.
+    pub(crate) bytes: u64,
 }
 
 /// The hex of `sha256:<hex>` (or the string itself without the prefix).
