@@ -574,7 +574,7 @@ mod tests {
 
         assert!(remove_credentials(&path, "localhost:5000").unwrap());
         assert!(!remove_credentials(&path, "localhost:5000").unwrap());
-        assert!(load_credentials(&[path.clone()])
+        assert!(load_credentials(std::slice::from_ref(&path))
             .get("localhost:5000")
             .is_none());
 

@@ -142,9 +142,9 @@ impl Platform {
     /// The index entry (by position) to pull for this platform: the best rank, the first
     /// one among equals. `platform_of` gives an entry's platform, None when it has none
     /// (such an entry is taken only when no entry names a fitting platform).
-    pub(crate) fn select<'a, T>(
+    pub(crate) fn select<T>(
         &self,
-        entries: &'a [T],
+        entries: &[T],
         platform_of: impl Fn(&T) -> Option<&PlatformJson>,
     ) -> Option<usize> {
         let ranked = entries

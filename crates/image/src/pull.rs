@@ -268,7 +268,7 @@ pub enum PullError {
         reference: String,
         /// What is wrong.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// Committing to the store failed (and was rolled back, or the rollback failed too).
     #[error("{reference}: committing to the store: {source}")]
@@ -277,7 +277,7 @@ pub enum PullError {
         reference: String,
         /// What failed.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// Concurrent `prune` or `remove` calls kept collecting content this pull had
     /// downloaded before it could commit it.
@@ -388,6 +388,12 @@ pub(crate) fn pull(
         dir: layout.ingest(),
     };
     peapod_store::create_dir_all(&ingest.dir)?;
+    let session = Session {
+        layout,
+        client: &client,
+        ingest: &ingest,
+        shown: &shown,
+    };
     let _pulling = lock_file(&layout.ingest_lock(), FlockArg::LockShared)?;
 
     let references = match r.digest {
@@ -410,9 +416,7 @@ pub(crate) fn pull(
             }
         }
         let mut sizes = HashMap::new();
-        downloaded |= run_jobs(
-            layout, &client, &ingest, &shown, opts, jobs, &mut sizes, progress,
-        )?;
+        downloaded |= run_jobs(&session, opts, jobs, &mut sizes, progress)?;
 
         let _lock = peapod_store::Lock::exclusive(&layout.lock_file())?;
         let mut state = layout.read()?;
@@ -434,7 +438,7 @@ pub(crate) fn pull(
             publish(layout, &plan, &blobs, &new_layers, &mut state, &sizes).map_err(|source| {
                 PullError::Commit {
                     reference: shown.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         // The blobs that were in the store already leave copies in ingest/: drop them.
@@ -489,9 +493,12 @@ fn first_ok<T>(
     mut f: impl FnMut(&Endpoint) -> Result<T, PullError>,
 ) -> Result<T, PullError> {
     let mut err: Option<(PullError, bool)> = None;
-    for ep in &client.endpoints {
+    for (i, ep) in client.candidates() {
         match f(ep) {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                client.answered(i);
+                return Ok(v);
+            }
             Err(e) => {
                 let fall_through = ep.mirror || matches!(e, PullError::Transport { .. });
                 if !ep.mirror || err.as_ref().is_none_or(|(_, from_mirror)| *from_mirror) {
@@ -689,7 +696,7 @@ fn stage_metadata(
     archive::finish_plan(manifest_blob, config_blob, layers, Vec::new()).map_err(|source| {
         PullError::Content {
             reference: shown.to_owned(),
-            source,
+            source: Box::new(source),
         }
     })
 }
@@ -838,10 +845,7 @@ fn committable(
 /// partial downloads stay for a retry) and is returned. Returns whether anything was
 /// downloaded.
 fn run_jobs(
-    layout: &Layout,
-    client: &Client,
-    ingest: &Ingest,
-    shown: &str,
+    session: &Session,
     opts: &PullOptions,
     jobs: Vec<Job>,
     sizes: &mut HashMap<String, u64>,
@@ -872,10 +876,7 @@ fn run_jobs(
                     break;
                 };
                 let worker = Worker {
-                    layout,
-                    client,
-                    ingest,
-                    shown,
+                    session,
                     abort,
                     tx: &tx,
                 };
@@ -905,12 +906,18 @@ fn run_jobs(
     }
 }
 
-/// One download thread's view of the pull.
-struct Worker<'a> {
+/// What every step of one pull works with.
+struct Session<'a> {
     layout: &'a Layout,
     client: &'a Client,
     ingest: &'a Ingest,
+    /// The reference, for messages.
     shown: &'a str,
+}
+
+/// One download thread's view of the pull.
+struct Worker<'a> {
+    session: &'a Session<'a>,
     abort: &'a AtomicBool,
     tx: &'a mpsc::Sender<Msg>,
 }
@@ -923,7 +930,7 @@ impl Worker<'_> {
     /// Downloads, verifies and unpacks one layer into `ingest/layer-<diff>`, holding the
     /// blob's ingest lock so no other pull writes the same files meanwhile.
     fn run(&self, job: &Job) -> Result<(), PullError> {
-        let lock_path = self.ingest.lock(&job.hex);
+        let lock_path = self.session.ingest.lock(&job.hex);
         let lock = match BlobLock::acquire(&lock_path, false)? {
             Some(l) => l,
             None => {
@@ -933,23 +940,23 @@ impl Worker<'_> {
                 BlobLock::acquire(&lock_path, true)?.expect("a blocking lock is taken")
             }
         };
-        let staged = self.ingest.layer(&job.diff);
-        if staged.is_dir() || self.layout.layer(&job.diff).is_dir() {
+        let staged = self.session.ingest.layer(&job.diff);
+        if staged.is_dir() || self.session.layout.layer(&job.diff).is_dir() {
             // Another pull finished it while we waited.
             self.event(PullEvent::LayerExists {
                 digest: job.digest.clone(),
             });
-            lock.release();
+            drop(lock);
             return Ok(());
         }
         let Some(blob) = self.download(job)? else {
-            lock.release();
+            drop(lock);
             return Ok(());
         };
         self.event(PullEvent::LayerExtracting {
             digest: job.digest.clone(),
         });
-        let dest = self.ingest.unpacking();
+        let dest = self.session.ingest.unpacking();
         fs::create_dir(&dest).map_err(|e| IoError::new("create directory", &dest, e))?;
         let unpacked = fs::set_permissions(&dest, Permissions::from_mode(0o755))
             .map_err(|e| LoadError::from(IoError::new("chmod", &dest, e)))
@@ -969,8 +976,8 @@ impl Worker<'_> {
             Err(source) => {
                 let _ = fs::remove_dir_all(&dest);
                 return Err(PullError::Content {
-                    reference: self.shown.to_owned(),
-                    source,
+                    reference: self.session.shown.to_owned(),
+                    source: Box::new(source),
                 });
             }
         };
@@ -978,7 +985,7 @@ impl Worker<'_> {
         let d = File::open(&dest).map_err(|e| IoError::new("open", &dest, e))?;
         nix::unistd::syncfs(&d).map_err(|e| IoError::new("syncfs", &dest, e.into()))?;
         match fs::rename(&dest, &staged) {
-            Ok(()) => peapod_store::sync_dir(&self.ingest.dir)?,
+            Ok(()) => peapod_store::sync_dir(&self.session.ingest.dir)?,
             // The same layer from another blob (other compression), unpacked meanwhile.
             Err(_) if staged.is_dir() => {
                 let _ = fs::remove_dir_all(&dest);
@@ -995,18 +1002,18 @@ impl Worker<'_> {
         self.event(PullEvent::LayerDone {
             digest: job.digest.clone(),
         });
-        lock.release();
+        drop(lock);
         Ok(())
     }
 
     /// Fetches the blob into `ingest/<hex>`, resuming `ingest/<hex>.partial`. None when the
     /// pull was aborted meanwhile.
     fn download(&self, job: &Job) -> Result<Option<PathBuf>, PullError> {
-        let done = self.ingest.blob(&job.hex);
+        let done = self.session.ingest.blob(&job.hex);
         if fs::metadata(&done).is_ok_and(|m| m.len() == job.size) {
             return Ok(Some(done));
         }
-        let partial = self.ingest.partial(&job.hex);
+        let partial = self.session.ingest.partial(&job.hex);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1020,14 +1027,14 @@ impl Worker<'_> {
         let mut last_err = None;
         let mut restarted = have == 0;
         let _ = self.tx.send(Msg::Downloaded);
-        for ep in &self.client.endpoints {
+        for (_, ep) in self.session.client.candidates() {
             let mut attempts = 0;
             while attempts < MAX_TRANSFER_ATTEMPTS {
                 attempts += 1;
                 if self.abort.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                let body = match self.client.blob(ep, &job.digest, have) {
+                let body = match self.session.client.blob(ep, &job.digest, have) {
                     Ok(b) => b,
                     Err(e @ PullError::Transport { .. }) => {
                         last_err = Some(e);
@@ -1061,7 +1068,7 @@ impl Worker<'_> {
                     Copy::Aborted => return Ok(None),
                     Copy::Failed(e) => {
                         last_err = Some(PullError::Transport {
-                            registry: self.client.registry.clone(),
+                            registry: self.session.client.registry.clone(),
                             url,
                             source: e.into(),
                         });
@@ -1082,7 +1089,7 @@ impl Worker<'_> {
                     drop(file);
                     let _ = fs::remove_file(&partial);
                     return Err(PullError::DigestMismatch {
-                        reference: self.shown.to_owned(),
+                        reference: self.session.shown.to_owned(),
                         what: "layer".to_owned(),
                         expected: job.digest.clone(),
                         actual: format!("sha256:{actual}"),
@@ -1091,7 +1098,7 @@ impl Worker<'_> {
                 file.sync_all()
                     .map_err(|e| IoError::new("fsync", &partial, e))?;
                 fs::rename(&partial, &done).map_err(|e| IoError::new("rename", &done, e))?;
-                peapod_store::sync_dir(&self.ingest.dir)?;
+                peapod_store::sync_dir(&self.session.ingest.dir)?;
                 return Ok(Some(done));
             }
         }
@@ -1126,7 +1133,7 @@ impl Worker<'_> {
             if *have + n as u64 > job.size {
                 let _ = fs::remove_file(partial);
                 return Err(PullError::SizeMismatch {
-                    reference: self.shown.to_owned(),
+                    reference: self.session.shown.to_owned(),
                     what: "layer".to_owned(),
                     digest: job.digest.clone(),
                     expected: job.size,
@@ -1250,8 +1257,12 @@ impl BlobLock {
             }
         }
     }
+}
 
-    fn release(self) {
+impl Drop for BlobLock {
+    /// Removes the file while still holding the lock (a waiter then finds it gone, and
+    /// locks a new one).
+    fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
     }
 }
@@ -1275,11 +1286,11 @@ mod tests {
             move || BlobLock::acquire(&path, true).unwrap().unwrap()
         });
         std::thread::sleep(Duration::from_millis(50));
-        a.release();
+        drop(a);
         let b = waiter.join().unwrap();
         assert!(path.exists(), "the waiter locked a fresh file");
         assert!(BlobLock::acquire(&path, false).unwrap().is_none());
-        b.release();
+        drop(b);
         assert!(!path.exists());
     }
 

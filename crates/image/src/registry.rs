@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -113,6 +114,9 @@ pub(crate) struct Client {
     /// The reference as given, for messages.
     reference: String,
     pub(crate) endpoints: Vec<Endpoint>,
+    /// The first endpoint worth trying: the one that last answered (those before it
+    /// failed already).
+    preferred: AtomicUsize,
     /// `Authorization` values that worked, by endpoint base.
     auth: Mutex<HashMap<String, String>>,
 }
@@ -164,8 +168,20 @@ impl Client {
             repository: repository.to_owned(),
             reference: reference.to_owned(),
             endpoints,
+            preferred: AtomicUsize::new(0),
             auth: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The endpoints worth trying, in order, with their positions.
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = (usize, &Endpoint)> {
+        let from = self.preferred.load(Ordering::Relaxed);
+        self.endpoints.iter().enumerate().skip(from)
+    }
+
+    /// Notes that the endpoint at `i` answered.
+    pub(crate) fn answered(&self, i: usize) {
+        self.preferred.store(i, Ordering::Relaxed);
     }
 
     fn agent(&self, ep: &Endpoint) -> &ureq::Agent {
@@ -278,7 +294,9 @@ impl Client {
             loopback: is_loopback_url(realm),
             mirror: ep.mirror,
         };
-        if !realm.starts_with("https://") && !(realm.starts_with("http://") && realm_ep.insecure) {
+        let allowed =
+            realm.starts_with("https://") || (realm.starts_with("http://") && realm_ep.insecure);
+        if !allowed {
             return Err(PullError::Registry {
                 registry: self.registry.clone(),
                 url: realm.to_owned(),

@@ -206,18 +206,20 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// The OCI archive `scripts/build-busybox-image.sh` builds, made once per test process.
+/// The OCI archive `scripts/build-busybox-image.sh` builds, made once per test process
+/// (under Cargo's per-target temp dir, replaced atomically, so nothing leaks into /tmp).
 pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("peapod-pull-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("busybox.tar");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(dir).unwrap();
+        let tmp = dir.join(format!("pull-busybox-{}.tar", std::process::id()));
+        let out = dir.join("pull-busybox.tar");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-image.sh");
         let run = Command::new("bash")
             .arg(&script)
-            .arg(&out)
+            .arg(&tmp)
             .output()
             .unwrap();
         assert!(
@@ -225,15 +227,9 @@ pub fn busybox_archive() -> &'static Path {
             "build-busybox-image.sh failed: {}",
             String::from_utf8_lossy(&run.stderr)
         );
+        fs::rename(&tmp, &out).unwrap();
         out
     })
-}
-
-/// Removes the busybox archive's directory when the test process's tests are done with it
-/// (best effort; the directory is per process).
-pub fn cleanup_busybox_archive() {
-    let dir = std::env::temp_dir().join(format!("peapod-pull-test-{}", std::process::id()));
-    let _ = fs::remove_dir_all(dir);
 }
 
 /// A token server for the registry's `token` auth: it grants what the scope asks to
