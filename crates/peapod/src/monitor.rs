@@ -142,8 +142,12 @@ pub(crate) fn create_in_runtime(
 ) -> Result<(i32, Output, File)> {
     let id = config.id.as_str();
     let dir = engine.container_dir(id);
-    // A previous run of this container may still be known to the runtime.
-    runtime.delete(id)?;
+    let pid_file = dir.join("pid");
+    // A previous run of this container may still be known to the runtime (a fresh
+    // container has no pid file: no runtime call needed).
+    if pid_file.exists() {
+        runtime.delete(id)?;
+    }
     let log_path = engine.log_path(config);
     peapod_store::create_dir_all(log_path.parent().expect("log path has a parent"))?;
     let log = OpenOptions::new()
@@ -152,7 +156,6 @@ pub(crate) fn create_in_runtime(
         .open(&log_path)
         .with_context(|| format!("opening the log {}", log_path.display()))?;
     let bundle = dir.join("bundle");
-    let pid_file = dir.join("pid");
     let _ = fs::remove_file(&pid_file);
     let output = if config.tty {
         let sock_dir = engine.paths.run.join("console");

@@ -422,16 +422,16 @@ impl PodMonitor<'_> {
             }
             return;
         }
-        for si in 0..self.slots.len() {
-            let s = &self.slots[si];
-            if s.init || s.running.is_some() {
-                continue;
-            }
-            let fresh =
-                s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
-            if fresh && s.retry_at.is_none_or(|t| now >= t) {
-                self.launch(si);
-            }
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&si| {
+                let s = &self.slots[si];
+                let fresh =
+                    s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
+                !s.init && s.running.is_none() && fresh && s.retry_at.is_none_or(|t| now >= t)
+            })
+            .collect();
+        if !due.is_empty() {
+            self.launch_many(&due);
         }
     }
 
@@ -486,27 +486,68 @@ impl PodMonitor<'_> {
     }
 
     fn launch(&mut self, si: usize) {
-        match self.try_launch(si) {
-            Ok(()) => {}
-            Err((reason, e)) => {
-                let slot = &mut self.slots[si];
-                let message = format!("{e:#}");
-                slot.state = ObservedState::Waiting {
-                    reason: reason.to_string(),
-                    message: Some(message.clone()),
-                };
-                slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
-                let kind = if reason == "ErrImageNeverPull" {
-                    "ErrImageNeverPull"
-                } else {
-                    "Failed"
-                };
-                self.event("Warning", kind, &message);
+        self.launch_many(&[si]);
+    }
+
+    /// Launches several containers: records and rootfs one by one, then the runtime's
+    /// create+start for all of them at once (the runtime binary dominates start-up time),
+    /// then the bookkeeping one by one again.
+    fn launch_many(&mut self, sis: &[usize]) {
+        let mut prepared = Vec::new();
+        for &si in sis {
+            match self.prepare(si) {
+                Ok(p) => prepared.push((si, p)),
+                Err((reason, e)) => self.launch_failed(si, reason, e),
+            }
+        }
+        let engine = self.engine;
+        let started: Vec<_> = if prepared.len() == 1 {
+            vec![run_prepared(engine, &prepared[0].1.config)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = prepared
+                    .iter()
+                    .map(|(_, p)| scope.spawn(|| run_prepared(engine, &p.config)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(("RunContainerError", anyhow!("launch thread panicked")))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for ((si, p), result) in prepared.into_iter().zip(started) {
+            match result {
+                Ok(started) => {
+                    if let Err((reason, e)) = self.finish_launch(si, p, started) {
+                        self.launch_failed(si, reason, e);
+                    }
+                }
+                Err((reason, e)) => self.launch_failed(si, reason, e),
             }
         }
     }
 
-    fn try_launch(&mut self, si: usize) -> std::result::Result<(), (&'static str, anyhow::Error)> {
+    fn launch_failed(&mut self, si: usize, reason: &'static str, e: anyhow::Error) {
+        let slot = &mut self.slots[si];
+        let message = format!("{e:#}");
+        slot.state = ObservedState::Waiting {
+            reason: reason.to_string(),
+            message: Some(message.clone()),
+        };
+        slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
+        let kind = if reason == "ErrImageNeverPull" {
+            "ErrImageNeverPull"
+        } else {
+            "Failed"
+        };
+        self.event("Warning", kind, &message);
+    }
+
+    fn prepare(&mut self, si: usize) -> std::result::Result<Prepared, LaunchError> {
         let engine = self.engine;
         let spec = self.slots[si].spec.clone();
         let image_name = spec.image.clone().unwrap_or_default();
@@ -564,10 +605,6 @@ impl PodMonitor<'_> {
             "Created",
             &format!("Created container: {}", spec.name),
         );
-        let runtime = Runtime {
-            binary: config.runtime.clone(),
-            state_root: engine.paths.runtime_state(),
-        };
         let dir = engine.container_dir(&config.id);
         let lock = Lock::try_exclusive(&dir.join("monitor.lock"))
             .map_err(|e| ("RunContainerError", e.into()))?
@@ -577,31 +614,45 @@ impl PodMonitor<'_> {
                     anyhow!("container {} is locked by another monitor", config.name),
                 )
             })?;
-        let (pid, output, log) =
-            create_in_runtime(engine, &config, &runtime).map_err(|e| ("RunContainerError", e))?;
-        if let Err(e) = runtime.start(&config.id) {
-            let _ = runtime.delete(&config.id);
-            return Err(("RunContainerError", e.into()));
-        }
-        let now = Utc::now();
-        let status = ContainerStatus {
+        Ok(Prepared {
+            config,
+            image_id: image.id.clone(),
+            lock,
+        })
+    }
+
+    fn finish_launch(
+        &mut self,
+        si: usize,
+        p: Prepared,
+        started: Started,
+    ) -> std::result::Result<(), LaunchError> {
+        let Prepared {
+            config,
+            image_id,
+            lock,
+        } = p;
+        let Started {
             pid,
-            pid_start: proc_start_time(pid).unwrap_or_default(),
-            started_at: Some(now),
-            ..Default::default()
-        };
-        peapod_store::write_json(&dir.join("status.json"), &status)
-            .map_err(|e| ("RunContainerError", e.into()))?;
+            output,
+            log,
+            status,
+        } = started;
+        let spec = self.slots[si].spec.clone();
+        let now = status.started_at.unwrap_or_else(Utc::now);
         self.event(
             "Normal",
             "Started",
             &format!("Started container {}", spec.name),
         );
         let streams = output_streams(&output).map_err(|e| ("RunContainerError", e))?;
-        self.collect_old_instances(&spec.name, config.pod.as_ref().map_or(0, |l| l.attempt));
+        let attempt = config.pod.as_ref().map_or(0, |l| l.attempt);
+        if attempt >= 2 {
+            self.collect_old_instances(&spec.name, attempt);
+        }
         let slot = &mut self.slots[si];
         slot.container_id = Some(format!("peapod://{}", config.id));
-        slot.image_id = image.id.clone();
+        slot.image_id = image_id;
         slot.state = ObservedState::Running { started_at: now };
         slot.retry_at = None;
         slot.attempt += 1;
@@ -940,6 +991,56 @@ impl PodMonitor<'_> {
         self.observed.sandbox_ready = false;
         self.save_observed()
     }
+}
+
+type LaunchError = (&'static str, anyhow::Error);
+
+/// A container record with its rootfs and bundle, ready for the runtime.
+struct Prepared {
+    config: ContainerConfig,
+    image_id: String,
+    lock: Lock,
+}
+
+/// What the runtime started.
+struct Started {
+    pid: i32,
+    output: Output,
+    log: File,
+    status: ContainerStatus,
+}
+
+/// `runtime create` + `start` of a prepared container; safe to run for several containers
+/// at once (each waits only for its own runtime processes).
+fn run_prepared(
+    engine: &Engine,
+    config: &ContainerConfig,
+) -> std::result::Result<Started, LaunchError> {
+    let runtime = Runtime {
+        binary: config.runtime.clone(),
+        state_root: engine.paths.runtime_state(),
+    };
+    let dir = engine.container_dir(&config.id);
+    let (pid, output, log) =
+        create_in_runtime(engine, config, &runtime).map_err(|e| ("RunContainerError", e))?;
+    if let Err(e) = runtime.start(&config.id) {
+        let _ = runtime.delete(&config.id);
+        return Err(("RunContainerError", e.into()));
+    }
+    let status = ContainerStatus {
+        pid,
+        pid_start: proc_start_time(pid).unwrap_or_default(),
+        started_at: Some(Utc::now()),
+        ..Default::default()
+    };
+    peapod_store::write_json(&dir.join("status.json"), &status)
+        .map_err(|e| ("RunContainerError", e.into()))?;
+    Ok(Started {
+        pid,
+        output,
+        log,
+        status,
+    })
 }
 
 fn is_mountpoint(dir: &std::path::Path) -> bool {
