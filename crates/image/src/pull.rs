@@ -145,8 +145,9 @@ pub struct PulledImage {
     pub repo_digest: String,
     /// The image manifest's digest (for this platform).
     pub manifest_digest: String,
-    /// Whether anything was downloaded (false: the image was up to date).
-    pub downloaded: bool,
+    /// The name already referred to this image, which the store had whole: nothing
+    /// changed (Docker's `Image is up to date`; else `Downloaded newer image`).
+    pub up_to_date: bool,
 }
 
 /// Errors of `pull`. Each names the registry or the reference, and the digest involved.
@@ -324,7 +325,6 @@ struct Job {
 enum Msg {
     Event(PullEvent),
     Unpacked { diff: String, size: u64 },
-    Downloaded,
     Failed(PullError),
 }
 
@@ -404,25 +404,33 @@ pub(crate) fn pull(
         // Docker does not tag images pulled by digest (even with a tag beside it).
         Some(_) => Vec::new(),
     };
-    let mut downloaded = false;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
-        let mut plan = stage_metadata(layout, &ingest, &client, &shown, &manifest)?;
+        let mut plan = stage_metadata(&session, &manifest)?;
         plan.references = references.clone();
         plan.repo_digests = vec![repo_digest.clone()];
-        let (jobs, present) = layer_jobs(layout, &ingest, &manifest, &plan);
+        let (jobs, present) = layer_jobs(&session, &manifest, &plan);
         if attempt == 0 {
             for digest in present {
                 progress(PullEvent::LayerExists { digest });
             }
         }
         let mut sizes = HashMap::new();
-        downloaded |= run_jobs(&session, opts, jobs, &mut sizes, progress)?;
+        run_jobs(&session, opts, jobs, &mut sizes, progress)?;
 
         let _lock = peapod_store::Lock::exclusive(&layout.lock_file())?;
         let mut state = layout.read()?;
-        let Some((blobs, new_layers)) = committable(layout, &ingest, &plan) else {
+        let Some((blobs, new_layers)) = committable(&session, &plan) else {
             continue;
         };
+        let id = format!("sha256:{}", plan.config.hex);
+        let up_to_date = new_layers.is_empty()
+            && state.images.iter().any(|i| {
+                i.record.id == id
+                    && i.record.repo_digests.contains(&repo_digest)
+                    && references
+                        .first()
+                        .is_none_or(|r| i.record.repo_tags.contains(&r.full()))
+            });
         for d in &plan.diff_ids {
             if sizes.contains_key(d) {
                 continue;
@@ -447,17 +455,13 @@ pub(crate) fn pull(
                 let _ = fs::remove_file(&b.path);
             }
         }
-        let id = loaded
-            .into_iter()
-            .next()
-            .map(|l| l.id)
-            .unwrap_or_else(|| format!("sha256:{}", plan.config.hex));
+        debug_assert!(loaded.iter().all(|l| l.id == id));
         return Ok(PulledImage {
             id,
             tagged: references.first().map(Reference::full),
             repo_digest,
             manifest_digest: manifest.fetched.digest.clone(),
-            downloaded,
+            up_to_date,
         });
     }
     Err(PullError::ContentRemoved {
@@ -651,12 +655,15 @@ fn validate_manifest(shown: &str, fetched: Fetched) -> Result<ImageManifest, Pul
 /// verified file in `ingest/`) and plans the image: the config is parsed and checked
 /// against the layers as `load` does.
 fn stage_metadata(
-    layout: &Layout,
-    ingest: &Ingest,
-    client: &Client,
-    shown: &str,
+    session: &Session,
     manifest: &ImageManifest,
 ) -> Result<archive::ImagePlan, PullError> {
+    let Session {
+        layout,
+        client,
+        ingest,
+        shown,
+    } = *session;
     let manifest_hex = state::hex_of(&manifest.fetched.digest).to_owned();
     let manifest_blob = Blob {
         path: stage_bytes(layout, ingest, &manifest_hex, &manifest.fetched.data)?,
@@ -781,11 +788,11 @@ fn stage_bytes(
 /// The layers to fetch (one per diffID), and the digests of those already there (in the
 /// store, or complete in `ingest/`).
 fn layer_jobs(
-    layout: &Layout,
-    ingest: &Ingest,
+    session: &Session,
     manifest: &ImageManifest,
     plan: &archive::ImagePlan,
 ) -> (Vec<Job>, Vec<String>) {
+    let (layout, ingest) = (session.layout, session.ingest);
     let mut jobs = Vec::new();
     let mut present = Vec::new();
     let mut seen = HashSet::new();
@@ -811,10 +818,10 @@ fn layer_jobs(
 /// None when something the image needs has disappeared (collected by a concurrent prune).
 #[allow(clippy::type_complexity)]
 fn committable(
-    layout: &Layout,
-    ingest: &Ingest,
+    session: &Session,
     plan: &archive::ImagePlan,
 ) -> Option<(Vec<Blob>, Vec<(String, PathBuf)>)> {
+    let (layout, ingest) = (session.layout, session.ingest);
     let mut blobs = Vec::new();
     for b in [&plan.manifest, &plan.config] {
         if !b.path.is_file() && !layout.blob(&b.hex).is_file() {
@@ -842,17 +849,16 @@ fn committable(
 
 /// Downloads and unpacks `jobs` on up to `max_concurrent_downloads` threads, forwarding
 /// their events to `progress` on this thread. The first failure stops the others (their
-/// partial downloads stay for a retry) and is returned. Returns whether anything was
-/// downloaded.
+/// partial downloads stay for a retry) and is returned.
 fn run_jobs(
     session: &Session,
     opts: &PullOptions,
     jobs: Vec<Job>,
     sizes: &mut HashMap<String, u64>,
     progress: &mut dyn FnMut(PullEvent),
-) -> Result<bool, PullError> {
+) -> Result<(), PullError> {
     if jobs.is_empty() {
-        return Ok(false);
+        return Ok(());
     }
     let threads = match opts.max_concurrent_downloads {
         0 => DEFAULT_CONCURRENT_DOWNLOADS,
@@ -863,7 +869,6 @@ fn run_jobs(
     let abort = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut first_err = None;
-    let mut downloaded = false;
     std::thread::scope(|s| {
         for _ in 0..threads {
             let tx = tx.clone();
@@ -893,7 +898,6 @@ fn run_jobs(
                 Msg::Unpacked { diff, size } => {
                     sizes.insert(diff, size);
                 }
-                Msg::Downloaded => downloaded = true,
                 Msg::Failed(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -902,11 +906,12 @@ fn run_jobs(
     });
     match first_err {
         Some(e) => Err(e),
-        None => Ok(downloaded),
+        None => Ok(()),
     }
 }
 
 /// What every step of one pull works with.
+#[derive(Clone, Copy)]
 struct Session<'a> {
     layout: &'a Layout,
     client: &'a Client,
@@ -1026,7 +1031,6 @@ impl Worker<'_> {
             hash_existing(&mut file, job.size).map_err(|e| IoError::new("read", &partial, e))?;
         let mut last_err = None;
         let mut restarted = have == 0;
-        let _ = self.tx.send(Msg::Downloaded);
         for (_, ep) in self.session.client.candidates() {
             let mut attempts = 0;
             while attempts < MAX_TRANSFER_ATTEMPTS {
@@ -1045,6 +1049,10 @@ impl Worker<'_> {
                         break;
                     }
                 };
+                if attempts > 1 {
+                    // A failed transfer: give the network a moment before resuming.
+                    std::thread::sleep(Duration::from_millis(250 * attempts as u64));
+                }
                 if body.offset != have {
                     // The registry sends the whole blob: start over.
                     truncate(&mut file, &partial)?;

@@ -68,7 +68,7 @@ fn pulls_by_tag_oci_and_docker_schema2_then_by_digest() {
     let (pulled, events) = pull(&store, &name, &opts).unwrap();
     assert_eq!(pulled.id, id);
     assert_eq!(pulled.tagged.as_deref(), Some(name.as_str()));
-    assert!(pulled.downloaded);
+    assert!(!pulled.up_to_date);
     let (_, oci_digest) = reg.manifest("tools/busybox", "oci");
     assert_eq!(pulled.manifest_digest, oci_digest);
     assert_eq!(
@@ -111,7 +111,7 @@ fn pulls_by_tag_oci_and_docker_schema2_then_by_digest() {
 
     // Up to date: nothing downloaded.
     let (again, events) = pull(&store, &name, &opts).unwrap();
-    assert!(!again.downloaded);
+    assert!(again.up_to_date);
     assert!(events.contains(&PullEvent::LayerExists { digest: layer }));
 
     // By digest, into a fresh store: untagged, found by its digest reference.
@@ -307,7 +307,7 @@ fn basic_auth_with_htpasswd_and_credentials_files() {
     };
     let (pulled, _) = pull(&store, &name, &opts).unwrap();
     assert_busybox_layer(&store, &name);
-    assert!(pulled.downloaded);
+    assert!(!pulled.up_to_date);
     assert_eq!(store.list().unwrap().len(), 1);
 }
 
@@ -502,7 +502,7 @@ fn pull_killed_mid_download_leaves_nothing_and_resumes() {
     // The retry resumes where the killed pull stopped.
     proxy.rate.store(0, std::sync::atomic::Ordering::Relaxed);
     let (pulled, events) = pull(&store, &name, &PullOptions::default()).unwrap();
-    assert!(pulled.downloaded);
+    assert!(!pulled.up_to_date);
     let resumed = events.iter().find_map(|e| match e {
         PullEvent::LayerDownloading { digest, offset, .. } if *digest == layer => Some(*offset),
         _ => None,
