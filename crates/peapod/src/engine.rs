@@ -289,13 +289,7 @@ impl Engine {
         })?;
         let image_config = images.config(&image)?;
         let ic = image_config.config().clone().unwrap_or_default();
-        let image_process = ImageProcess {
-            entrypoint: ic.entrypoint().clone().unwrap_or_default(),
-            cmd: ic.cmd().clone().unwrap_or_default(),
-            env: ic.env().clone().unwrap_or_default(),
-            working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
-            user: ic.user().clone().filter(|u| !u.is_empty()),
-        };
+        let image_process = image_process(&ic);
         let mut env = Vec::new();
         for e in &opts.env {
             if e.contains('=') {
@@ -934,6 +928,17 @@ impl Engine {
     pub fn reload(&self, id: &str) -> Result<Container> {
         self.load(id)?
             .ok_or_else(|| user_error(format!("No such container: {id}")))
+    }
+}
+
+/// The process defaults an image config gives (Entrypoint, Cmd, Env, WorkingDir, User).
+pub fn image_process(ic: &oci_spec::image::Config) -> ImageProcess {
+    ImageProcess {
+        entrypoint: ic.entrypoint().clone().unwrap_or_default(),
+        cmd: ic.cmd().clone().unwrap_or_default(),
+        env: ic.env().clone().unwrap_or_default(),
+        working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
+        user: ic.user().clone().filter(|u| !u.is_empty()),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -20,16 +20,7 @@ use nix::unistd::Pid;
 /// signal. With `share_pid` the pod gets a pid namespace whose init is a second infra
 /// process (`peapod infra --pid1`), reported as PID, so containers can join it.
 pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<()> {
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
+    let mask = crate::monitor::block_lifecycle_signals()?;
     let pid1 = match setup(netns, hostname, share_pid) {
         Ok(pid1) => {
             match pid1 {
@@ -62,16 +53,7 @@ pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<()> 
 
 /// `peapod infra --pid1`: the init of a pod's shared pid namespace; reaps orphans.
 pub fn run_pid1() -> Result<()> {
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
+    let mask = crate::monitor::block_lifecycle_signals()?;
     println!("ok");
     let _ = std::io::stdout().flush();
     loop {

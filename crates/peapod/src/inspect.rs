@@ -81,10 +81,7 @@ pub fn container(engine: &Engine, c: &Container) -> Value {
         .ports
         .iter()
         .map(|p| {
-            let proto = match p.protocol {
-                peapod_sandbox::ports::Protocol::Tcp => "tcp",
-                peapod_sandbox::ports::Protocol::Udp => "udp",
-            };
+            let proto = p.protocol;
             (
                 format!("{}/{proto}", p.container_port),
                 json!([{"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}]),

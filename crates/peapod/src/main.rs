@@ -717,10 +717,7 @@ fn ps(engine: &Engine, all: bool, quiet: bool, no_trunc: bool, out: &mut impl Wr
                 .ports
                 .iter()
                 .map(|p| {
-                    let proto = match p.protocol {
-                        peapod_sandbox::ports::Protocol::Tcp => "tcp",
-                        peapod_sandbox::ports::Protocol::Udp => "udp",
-                    };
+                    let proto = p.protocol;
                     format!(
                         "{}:{}->{}/{proto}",
                         p.host_ip, p.host_port, p.container_port

@@ -36,16 +36,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     close_inherited_fds();
     // Blocked before any thread exists (the port proxy's), so SIGCHLD reaches the signalfd
     // and no other thread; children get an empty mask from std's spawn.
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
+    let mask = block_lifecycle_signals()?;
     let dir = engine.container_dir(id);
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
@@ -289,6 +280,17 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
     // Releases the runtime's state and the container's cgroup right away.
     s.runtime.delete(&s.config.id)?;
     Ok(())
+}
+
+/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling (only) thread so they can be
+/// read from a signalfd or with `sigwait`; children get an empty mask from std's spawn.
+pub(crate) fn block_lifecycle_signals() -> Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(sig);
+    }
+    mask.thread_block().context("blocking signals")?;
+    Ok(mask)
 }
 
 /// Closes every descriptor above stderr that the monitor inherited (a caller's pipes, a

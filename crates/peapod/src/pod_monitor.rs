@@ -17,11 +17,11 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use peapod_api::status::{ObservedContainer, ObservedPod, ObservedState};
 use peapod_oci::runtime::Runtime;
-use peapod_oci::{ImageProcess, ProcessOverrides};
+use peapod_oci::ProcessOverrides;
 use peapod_store::Lock;
 
 use crate::crilog::LineSplitter;
@@ -82,16 +82,7 @@ struct PodMonitor<'a> {
 pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     let _ = nix::unistd::setsid();
     close_inherited_fds();
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
+    let mask = crate::monitor::block_lifecycle_signals()?;
     let dir = engine.pod_dir(uid);
     let _lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for pod {uid}"))?;
@@ -694,13 +685,7 @@ impl PodMonitor<'_> {
         let engine = self.engine;
         let images = engine.images()?;
         let ic = images.config(image)?.config().clone().unwrap_or_default();
-        let image_process = ImageProcess {
-            entrypoint: ic.entrypoint().clone().unwrap_or_default(),
-            cmd: ic.cmd().clone().unwrap_or_default(),
-            env: ic.env().clone().unwrap_or_default(),
-            working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
-            user: ic.user().clone().filter(|u| !u.is_empty()),
-        };
+        let image_process = crate::engine::image_process(&ic);
         let argv = match (&spec.command, &spec.args) {
             (Some(cmd), args) => Some(
                 cmd.iter()
