@@ -1,20 +1,31 @@
-//! The image store: references, content-addressed blobs, archive load, layer unpacking and
-//! container root filesystems (overlayfs over the unpacked layers).
+//! The image store: references, content-addressed blobs, archive load, pulls from OCI
+//! registries, layer unpacking, garbage collection and container root filesystems
+//! (overlayfs over the unpacked layers).
 //!
-//! It does not start processes, build OCI runtime specs or touch the network.
+//! It does not start processes or build OCI runtime specs; it touches the network only in
+//! [`ImageStore::pull`] (the registry client is private: `registry`), and reads or writes
+//! credential files only when asked ([`load_credentials`], [`save_credentials`]).
 //!
 //! On disk (under the store's root, `<lib>/image`):
 //! - `blobs/sha256/<hex>`: manifests, configs and compressed layers, committed by digest;
 //! - `layers/<diffid-hex>/`: each layer unpacked once, shared by every image and container;
 //! - `images.json`: the image records and their tags;
 //! - `tmp/`: staging of loads in progress (and layers being deleted);
-//! - `lock`: held by every writer (load, remove).
+//! - `ingest/`: downloads of pulls in progress or interrupted (resumed by the next pull,
+//!   emptied by [`ImageStore::prune`]); `ingest.lock` is held shared by every pull;
+//! - `lock`: held by every writer (load, remove, prune, and the commit of a pull).
 //!
 //! Content is committed in two phases, as containerd's content store does: a load stages
-//! and verifies everything under `tmp/`, renames blobs and layer directories into place,
-//! and only then rewrites `images.json`; until that last atomic write nothing new is
-//! visible, and an interrupted load leaves only `tmp/` entries (removed by the next
-//! [`ImageStore::open`]) or unreferenced content (removed by the next garbage collection).
+//! and verifies everything under `tmp/` (a pull under `ingest/`), renames blobs and layer
+//! directories into place, and only then rewrites `images.json`; until that last atomic
+//! write nothing new is visible, and an interrupted load or pull leaves only `tmp/` or
+//! `ingest/` entries or unreferenced content (removed by the next garbage collection).
+//!
+//! For the CLI: `peapod pull` is [`ImageStore::pull`] with [`PullOptions`] (credentials
+//! from [`load_credentials`]`(&`[`default_credential_paths`]`())`, mirrors and insecure
+//! registries from config.toml) and a closure drawing [`PullEvent`]s; `peapod login` is
+//! [`save_credentials`]; `peapod image prune` is [`ImageStore::prune`]. A pod's
+//! `imagePullSecrets` parse with [`Credentials::from_docker_config`].
 
 pub use oci_spec;
 

@@ -449,10 +449,23 @@ pub(crate) fn pull(
                     source: Box::new(source),
                 }
             })?;
-        // The blobs that were in the store already leave copies in ingest/: drop them.
+        // Content the store had already (committed meanwhile by a load or another pull)
+        // leaves copies in ingest/: drop them. Layers leave through tmp/, never half
+        // removed under a name that says complete.
         for b in &blobs {
             if b.path.starts_with(&ingest.dir) {
                 let _ = fs::remove_file(&b.path);
+            }
+        }
+        for d in &plan.diff_ids {
+            let staged = ingest.layer(d);
+            if staged.is_dir() {
+                let gone = layout
+                    .tmp()
+                    .join(format!("gc-{}", &peapod_store::new_id()[..16]));
+                if fs::rename(&staged, &gone).is_ok() {
+                    let _ = fs::remove_dir_all(&gone);
+                }
             }
         }
         debug_assert!(loaded.iter().all(|l| l.id == id));
@@ -1038,6 +1051,10 @@ impl Worker<'_> {
                 if self.abort.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
+                if attempts > 1 {
+                    // A failed transfer: give the network a moment before resuming.
+                    std::thread::sleep(Duration::from_millis(250 * attempts as u64));
+                }
                 let body = match self.session.client.blob(ep, &job.digest, have) {
                     Ok(b) => b,
                     Err(e @ PullError::Transport { .. }) => {
@@ -1049,15 +1066,12 @@ impl Worker<'_> {
                         break;
                     }
                 };
-                if attempts > 1 {
-                    // A failed transfer: give the network a moment before resuming.
-                    std::thread::sleep(Duration::from_millis(250 * attempts as u64));
-                }
                 if body.offset != have {
                     // The registry sends the whole blob: start over.
                     truncate(&mut file, &partial)?;
                     hasher = Sha256::new();
                     have = 0;
+                    restarted = true;
                 }
                 self.event(PullEvent::LayerDownloading {
                     digest: job.digest.clone(),

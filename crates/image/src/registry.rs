@@ -560,11 +560,25 @@ fn is_loopback_url(url: &str) -> bool {
 /// The registry's error (`errors[0].code` and `.message`) from an error response, else the
 /// HTTP status and the start of the body.
 fn error_of(mut resp: Response<Body>) -> (String, String) {
+    let status = resp.status();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ERROR_BYTES)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    parse_error(status, &body)
+}
+
+/// The code and message of an error body: the distribution spec's `{"errors": [{"code",
+/// "message"}]}`, or an OAuth2 token server's `error` / `error_description`; else the HTTP
+/// status and the start of the body.
+fn parse_error(status: http::StatusCode, body: &str) -> (String, String) {
     #[derive(Deserialize)]
     struct ErrorsJson {
         #[serde(default)]
         errors: Vec<ErrorJson>,
-        // Token servers (OAuth2) answer with these.
         #[serde(default)]
         error: Option<String>,
         #[serde(default)]
@@ -579,15 +593,7 @@ fn error_of(mut resp: Response<Body>) -> (String, String) {
         #[serde(default)]
         message: String,
     }
-    let status = resp.status();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_ERROR_BYTES)
-        .lossy_utf8(true)
-        .read_to_string()
-        .unwrap_or_default();
-    if let Ok(e) = serde_json::from_str::<ErrorsJson>(&body) {
+    if let Ok(e) = serde_json::from_str::<ErrorsJson>(body) {
         if let Some(first) = e.errors.into_iter().next() {
             let message = if first.message.is_empty() {
                 first.code.to_ascii_lowercase().replace('_', " ")
@@ -694,6 +700,33 @@ mod tests {
             ["https://registry.lan:5000", "http://registry.lan:5000"]
         );
         assert!(c.endpoints.iter().all(|e| e.insecure && !e.loopback));
+    }
+
+    #[test]
+    fn registry_errors_are_parsed() {
+        let not_found = http::StatusCode::NOT_FOUND;
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            parse_error(not_found, body),
+            ("MANIFEST_UNKNOWN".into(), "manifest unknown".into())
+        );
+        assert_eq!(
+            parse_error(not_found, r#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#),
+            ("NAME_UNKNOWN".into(), "name unknown".into())
+        );
+        assert_eq!(
+            parse_error(
+                http::StatusCode::UNAUTHORIZED,
+                r#"{"error":"invalid_grant","error_description":"bad password"}"#
+            )
+            .1,
+            "bad password"
+        );
+        assert_eq!(
+            parse_error(http::StatusCode::BAD_GATEWAY, "<html>oops</html>").1,
+            "HTTP 502 Bad Gateway: <html>oops</html>"
+        );
+        assert_eq!(parse_error(not_found, "").1, "HTTP 404 Not Found");
     }
 
     #[test]
