@@ -788,3 +788,88 @@ fn apply_wait_returns_once_running_or_fails() {
     }
     assert_no_leftovers(&p);
 }
+
+/// Requests and limits become the container's cgroup settings; an OOM kill is reported as
+/// the kubelet reports it (reason OOMKilled, exit code 137).
+#[test]
+fn resources_become_cgroup_limits_and_oom_kills_are_reported() {
+    let p = Peapod::new();
+    let limited = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: limited
+spec:
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+    resources:
+      requests:
+        cpu: 250m
+      limits:
+        cpu: 500m
+        memory: 64Mi
+"#;
+    p.ok(&[
+        "apply",
+        "--wait",
+        "-f",
+        &manifest(&p, "limited.yaml", limited),
+    ]);
+    let id = p.inspect(&k8s_name(&p, "limited", "app"))["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = Path::new("/sys/fs/cgroup");
+    let read = |controller: &str, file: &str| {
+        let dir = if base.join("cgroup.controllers").exists() {
+            base.to_path_buf()
+        } else {
+            base.join(controller)
+        };
+        let path = dir.join(&p.cgroup_parent).join(&id).join(file);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_string()
+    };
+    if base.join("cgroup.controllers").exists() {
+        assert_eq!(read("", "cpu.max"), "50000 100000");
+        assert_eq!(read("", "memory.max"), "67108864");
+    } else {
+        assert_eq!(read("cpu", "cpu.shares"), "256");
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
+    }
+    assert_eq!(pod_json(&p, "limited")["status"]["qosClass"], "Burstable");
+
+    let hog = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["tail", "/dev/zero"]
+    resources:
+      limits:
+        memory: 16Mi
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "hog.yaml", hog)]);
+    let line = wait_pod(&p, "hog", "0/1", "OOMKilled");
+    assert!(line.contains("OOMKilled"), "{line}");
+    let term = pod_json(&p, "hog")["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+    assert_eq!(term["reason"], "OOMKilled");
+    assert_eq!(term["exitCode"], 137);
+    assert_eq!(pod_json(&p, "hog")["status"]["qosClass"], "Burstable");
+    for pod in ["limited", "hog"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+    assert_no_leftovers(&p);
+}

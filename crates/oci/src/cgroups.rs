@@ -55,8 +55,84 @@ pub fn dirs(mount: &Path, layout: CgroupLayout, cgroups_path: &str) -> Vec<PathB
     }
 }
 
+/// The cgroup files and values a runtime writes for `r` under the given layout, as
+/// `(controller dir or "", file, value)`: v1 `cpu.shares`/`cpu.cfs_quota_us`/
+/// `memory.limit_in_bytes`/`pids.max`; v2 `cpu.weight` (runc's conversion from shares),
+/// `cpu.max`, `memory.max`, `pids.max`. Used to check what the runtime applied.
+pub fn settings(
+    r: &crate::Resources,
+    layout: CgroupLayout,
+) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    let period = r.cpu_period.unwrap_or(100_000);
+    match layout {
+        CgroupLayout::V1 => {
+            if let Some(shares) = r.cpu_shares {
+                out.push(("cpu", "cpu.shares", shares.to_string()));
+            }
+            if let Some(quota) = r.cpu_quota {
+                out.push(("cpu", "cpu.cfs_quota_us", quota.to_string()));
+                out.push(("cpu", "cpu.cfs_period_us", period.to_string()));
+            }
+            if let Some(limit) = r.memory_limit {
+                out.push(("memory", "memory.limit_in_bytes", limit.to_string()));
+            }
+            if let Some(limit) = r.pids_limit {
+                out.push(("pids", "pids.max", limit.to_string()));
+            }
+        }
+        CgroupLayout::V2 => {
+            if let Some(shares) = r.cpu_shares {
+                out.push(("", "cpu.weight", shares_to_weight(shares).to_string()));
+            }
+            if let Some(quota) = r.cpu_quota {
+                out.push(("", "cpu.max", format!("{quota} {period}")));
+            }
+            if let Some(limit) = r.memory_limit {
+                out.push(("", "memory.max", limit.to_string()));
+            }
+            if let Some(limit) = r.pids_limit {
+                out.push(("", "pids.max", limit.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// runc's (and the kubelet's) conversion from cgroup v1 shares to a v2 weight.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn settings_for_v1_and_v2() {
+        let r = crate::Resources {
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            memory_limit: Some(64 << 20),
+            pids_limit: Some(100),
+        };
+        let v1 = settings(&r, CgroupLayout::V1);
+        assert!(v1.contains(&("cpu", "cpu.shares", "512".into())));
+        assert!(v1.contains(&("cpu", "cpu.cfs_quota_us", "50000".into())));
+        assert!(v1.contains(&("memory", "memory.limit_in_bytes", "67108864".into())));
+        assert!(v1.contains(&("pids", "pids.max", "100".into())));
+        let v2 = settings(&r, CgroupLayout::V2);
+        assert!(v2.contains(&("", "cpu.weight", "20".into())));
+        assert!(v2.contains(&("", "cpu.max", "50000 100000".into())));
+        assert!(v2.contains(&("", "memory.max", "67108864".into())));
+        assert!(settings(&crate::Resources::default(), CgroupLayout::V2).is_empty());
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
     use std::fs;
 
     use super::*;

@@ -94,6 +94,25 @@ pub struct ContainerPlan {
     pub seccomp: Seccomp,
     /// Annotations to carry.
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// CPU, memory and pids limits (none: unlimited).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// Cgroup limits of a container in the runtime's terms (cgroup v1 units; the runtime, and
+/// `cgroups::settings` for v2, convert them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `cpu.shares` (2..=262144).
+    pub cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period.
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds.
+    pub cpu_period: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// Maximum number of pids.
+    pub pids_limit: Option<i64>,
 }
 
 /// Writes `config.json` into `bundle` (created if missing) atomically.

@@ -284,18 +284,48 @@ fn linux(plan: &ContainerPlan) -> Linux {
     let mut builder = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&plan.cgroups_path))
-        .resources(
-            LinuxResourcesBuilder::default()
-                .devices(devices)
-                .build()
-                .expect(BUILD),
-        )
+        .resources(resources(&plan.resources, devices))
         .masked_paths(MASKED_PATHS.map(String::from).to_vec())
         .readonly_paths(READONLY_PATHS.map(String::from).to_vec());
     if plan.seccomp == Seccomp::RuntimeDefault {
         builder = builder.seccomp(seccomp::runtime_default());
     }
     builder.build().expect(BUILD)
+}
+
+/// The cgroup part of the spec: the device allow-list plus the plan's limits.
+fn resources(
+    r: &crate::Resources,
+    devices: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+) -> oci_spec::runtime::LinuxResources {
+    let mut b = LinuxResourcesBuilder::default().devices(devices);
+    if r.cpu_shares.is_some() || r.cpu_quota.is_some() {
+        let mut cpu = oci_spec::runtime::LinuxCpuBuilder::default();
+        if let Some(shares) = r.cpu_shares {
+            cpu = cpu.shares(shares);
+        }
+        if let Some(quota) = r.cpu_quota {
+            cpu = cpu.quota(quota).period(r.cpu_period.unwrap_or(100_000));
+        }
+        b = b.cpu(cpu.build().expect(BUILD));
+    }
+    if let Some(limit) = r.memory_limit {
+        b = b.memory(
+            oci_spec::runtime::LinuxMemoryBuilder::default()
+                .limit(limit)
+                .build()
+                .expect(BUILD),
+        );
+    }
+    if let Some(limit) = r.pids_limit {
+        b = b.pids(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .expect(BUILD),
+        );
+    }
+    b.build().expect(BUILD)
 }
 
 #[cfg(test)]
@@ -331,6 +361,7 @@ mod tests {
             cgroups_path: "/peapod/c1".into(),
             seccomp: Seccomp::RuntimeDefault,
             annotations: BTreeMap::new(),
+            resources: Default::default(),
         }
     }
 

@@ -116,6 +116,7 @@ impl Harness {
             cgroups_path: format!("{}/{id}", self.cgroup_parent),
             seccomp: Seccomp::RuntimeDefault,
             annotations: Default::default(),
+            resources: Default::default(),
         }
     }
 

@@ -114,6 +114,7 @@ fn new_namespaces_with_tty() {
             ),
             ("org.peapod.name".into(), "test1".into()),
         ]),
+        resources: Default::default(),
     };
     check("new_namespaces_tty.json", &plan);
 }
@@ -155,6 +156,7 @@ fn joined_network_with_readonly_bind() {
         cgroups_path: "/peapod/c2".into(),
         seccomp: Seccomp::RuntimeDefault,
         annotations: BTreeMap::new(),
+        resources: Default::default(),
     };
     check("joined_net_ro_bind.json", &plan);
 }
@@ -175,6 +177,7 @@ fn host_network_unconfined() {
         cgroups_path: "/peapod/c3".into(),
         seccomp: Seccomp::Unconfined,
         annotations: BTreeMap::new(),
+        resources: Default::default(),
     };
     check("host_network.json", &plan);
 }

@@ -384,6 +384,7 @@ impl Engine {
             labels: BTreeMap::new(),
             pod: None,
             log_path: None,
+            resources: Default::default(),
         };
         self.commit_and_make(config, opts.name.as_deref(), &image, &images, &process)
     }
@@ -598,6 +599,7 @@ impl Engine {
                 "io.peapod.container.name".to_string(),
                 config.name.clone(),
             )]),
+            resources: config.resources,
         };
         let spec = peapod_oci::spec_for(&plan);
         peapod_oci::write_bundle(&dir.join("bundle"), &spec)?;
@@ -940,6 +942,28 @@ pub fn image_process(ic: &oci_spec::image::Config) -> ImageProcess {
         working_dir: ic.working_dir().clone().filter(|w| !w.is_empty()),
         user: ic.user().clone().filter(|u| !u.is_empty()),
     }
+}
+
+/// Whether the kernel's OOM killer killed a process of the container's cgroup (read before
+/// the runtime deletes the cgroup).
+pub fn oom_killed(cgroups_path: &str) -> bool {
+    let mount = Path::new("/sys/fs/cgroup");
+    let file = match cgroups::detect(mount) {
+        CgroupLayout::V1 => mount
+            .join("memory")
+            .join(cgroups_path.trim_start_matches('/'))
+            .join("memory.oom_control"),
+        CgroupLayout::V2 => mount
+            .join(cgroups_path.trim_start_matches('/'))
+            .join("memory.events"),
+    };
+    fs::read_to_string(file)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
+        })
+        .unwrap_or(false)
 }
 
 /// The exit code of a finished process as a shell reports it.

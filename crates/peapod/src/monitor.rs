@@ -286,7 +286,12 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
 /// read from a signalfd or with `sigwait`; children get an empty mask from std's spawn.
 pub(crate) fn block_lifecycle_signals() -> Result<SigSet> {
     let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(sig);
     }
     mask.thread_block().context("blocking signals")?;

@@ -424,6 +424,7 @@ impl Engine {
                 pid: None,
             }),
             log_path: None,
+            resources: Default::default(),
         };
         // Write-ahead record, then the network, then the /etc files.
         let dir = self.container_dir(&id);

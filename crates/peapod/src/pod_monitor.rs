@@ -832,6 +832,7 @@ impl PodMonitor<'_> {
                     .join(&spec.name)
                     .join(format!("{attempt}.log")),
             ),
+            resources: kubelet_resources(spec),
         })
     }
 
@@ -850,6 +851,10 @@ impl PodMonitor<'_> {
         r.status.exit_code = Some(code);
         r.status.finished_at = Some(now);
         let dir = self.engine.container_dir(&r.config.id);
+        let oom = code == 137 && crate::engine::oom_killed(&r.config.cgroups_path);
+        if oom {
+            r.status.error = Some("OOMKilled".into());
+        }
         let _ = peapod_store::write_json(&dir.join("status.json"), &r.status);
         let runtime = Runtime {
             binary: r.config.runtime.clone(),
@@ -863,7 +868,9 @@ impl PodMonitor<'_> {
         let terminated = ObservedState::Terminated {
             exit_code: code,
             signal: (code > 128).then_some(code - 128),
-            reason: if code == 0 {
+            reason: if oom {
+                "OOMKilled".into()
+            } else if code == 0 {
                 "Completed".into()
             } else {
                 "Error".into()
@@ -1028,6 +1035,41 @@ fn run_prepared(
     })
 }
 
+/// The kubelet's mapping of a container's requests and limits to cgroup values: shares
+/// from the CPU request (2 when none), CFS quota from the CPU limit, the memory limit.
+pub fn kubelet_resources(c: &Container) -> peapod_oci::Resources {
+    let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let lim = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let milli = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >| { m.and_then(|m| m.get("cpu")).and_then(|q| milli_cpu(&q.0)) };
+    let cpu_request = milli(req).or(milli(lim)).unwrap_or(0);
+    let shares = (cpu_request * 1024 / 1000).max(2);
+    let quota = milli(lim).map(|m| (m as i64 * 100_000 / 1000).max(1000));
+    let memory = lim
+        .and_then(|m| m.get("memory"))
+        .and_then(|q| quantity_bytes(&q.0).ok())
+        .map(|b| b as i64);
+    peapod_oci::Resources {
+        cpu_shares: Some(shares),
+        cpu_quota: quota,
+        cpu_period: quota.map(|_| 100_000),
+        memory_limit: memory,
+        pids_limit: None,
+    }
+}
+
+/// A CPU quantity ("500m", "1", "0.5") in millicores.
+fn milli_cpu(q: &str) -> Option<u64> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u64),
+    }
+}
+
 fn is_mountpoint(dir: &std::path::Path) -> bool {
     let target = dir.to_string_lossy();
     fs::read_to_string("/proc/self/mountinfo")
@@ -1143,6 +1185,27 @@ mod tests {
         assert_eq!(backoff(4), Duration::from_secs(160));
         assert_eq!(backoff(5), Duration::from_secs(300));
         assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn kubelet_cgroup_mapping() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}}
+        }))
+        .unwrap();
+        let r = kubelet_resources(&c);
+        assert_eq!(r.cpu_shares, Some(256));
+        assert_eq!(r.cpu_quota, Some(50_000));
+        assert_eq!(r.memory_limit, Some(64 << 20));
+        let best_effort: Container =
+            serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let r = kubelet_resources(&best_effort);
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit),
+            (Some(2), None, None)
+        );
+        assert_eq!(milli_cpu("1.5"), Some(1500));
+        assert_eq!(milli_cpu("100m"), Some(100));
     }
 
     #[test]

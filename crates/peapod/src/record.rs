@@ -121,6 +121,9 @@ pub struct ContainerConfig {
     /// Where the log goes when not the default `log/containers/<id>.log` (pod containers).
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// Cgroup limits.
+    #[serde(default)]
+    pub resources: peapod_oci::Resources,
 }
 
 /// How a container belongs to a pod.
