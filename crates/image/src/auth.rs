@@ -60,22 +60,6 @@ pub struct Credentials {
     pub errors: Vec<CredentialsError>,
 }
 
-impl Clone for CredentialsError {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Io(e) => Self::Io(IoError::new(
-                e.op,
-                &e.path,
-                io::Error::new(e.source.kind(), e.source.to_string()),
-            )),
-            Self::Invalid { path, reason } => Self::Invalid {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-        }
-    }
-}
-
 impl Credentials {
     /// No credentials: every registry is accessed anonymously.
     pub fn new() -> Self {
@@ -121,7 +105,11 @@ impl Credentials {
     /// Kubernetes `kubernetes.io/dockerconfigjson` Secret; the legacy `.dockercfg` form (the
     /// `auths` map alone) is accepted too. Entries without a usable user and password are
     /// skipped.
-    pub fn from_docker_config(data: &[u8]) -> Result<Self, String> {
+    pub fn from_docker_config(data: &[u8]) -> Result<Self, CredentialsError> {
+        Self::parse_docker_config(data).map_err(|reason| CredentialsError::Malformed { reason })
+    }
+
+    fn parse_docker_config(data: &[u8]) -> Result<Self, String> {
         #[derive(Deserialize)]
         struct Entry {
             #[serde(default)]
@@ -202,6 +190,32 @@ pub enum CredentialsError {
         /// What is wrong.
         reason: String,
     },
+    /// Content given directly (a Secret's `.dockerconfigjson`) is not a valid Docker config.
+    #[error("invalid Docker config JSON: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+// Credentials are cloned into each pull; their file errors go along (io::Error is not Clone).
+impl Clone for CredentialsError {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Io(e) => Self::Io(IoError::new(
+                e.op,
+                &e.path,
+                io::Error::new(e.source.kind(), e.source.to_string()),
+            )),
+            Self::Invalid { path, reason } => Self::Invalid {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Self::Malformed { reason } => Self::Malformed {
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
 /// The credential files to read, most specific first, as Podman and Docker look for them:
@@ -238,7 +252,7 @@ pub fn load_credentials(paths: &[PathBuf]) -> Credentials {
                 continue;
             }
         };
-        match Credentials::from_docker_config(&data) {
+        match Credentials::parse_docker_config(&data) {
             Ok(c) => out.merge(c),
             Err(reason) => out.errors.push(CredentialsError::Invalid {
                 path: path.clone(),

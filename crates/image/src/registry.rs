@@ -147,7 +147,14 @@ impl Client {
             b.build().into()
         };
         let mut endpoints = Vec::new();
-        for m in opts.mirrors.get(registry).into_iter().flatten() {
+        // Mirror keys may be spelled as credential keys are (`index.docker.io`, a URL).
+        let key = auth::registry_key(registry);
+        let mirrors = opts
+            .mirrors
+            .iter()
+            .filter(|(k, _)| auth::registry_key(k) == key)
+            .flat_map(|(_, v)| v);
+        for m in mirrors {
             endpoints.extend(endpoints_for(m, opts, true));
         }
         let upstream = if registry == DEFAULT_REGISTRY {
