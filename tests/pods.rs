@@ -822,6 +822,10 @@ spec:
         .as_str()
         .unwrap()
         .to_string();
+    let uid = pod_json(&p, "limited")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let base = Path::new("/sys/fs/cgroup");
     let read = |controller: &str, file: &str| {
         let dir = if base.join("cgroup.controllers").exists() {
@@ -829,7 +833,12 @@ spec:
         } else {
             base.join(controller)
         };
-        let path = dir.join(&p.cgroup_parent).join(&id).join(file);
+        // The container's cgroup sits under its pod's, as the kubelet's pod<uid>.
+        let path = dir
+            .join(&p.cgroup_parent)
+            .join(format!("pod{uid}"))
+            .join(&id)
+            .join(file);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .trim()

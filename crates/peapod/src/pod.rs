@@ -106,6 +106,11 @@ impl Engine {
         self.pods_dir().join(uid)
     }
 
+    /// The pod's cgroup (absolute cgroups path), parent of its containers' cgroups.
+    pub fn pod_cgroup(&self, uid: &str) -> String {
+        format!("/{}/pod{uid}", self.config.cgroup_parent)
+    }
+
     /// The log directory of a pod's containers.
     pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
         self.paths
@@ -564,6 +569,24 @@ impl Engine {
             }
         }
         let dir = self.pod_dir(uid);
+        // The pod's cgroup, once its containers' are gone (the runtime removed those).
+        let mount = Path::new("/sys/fs/cgroup");
+        let layout = peapod_oci::cgroups::detect(mount);
+        for cg in peapod_oci::cgroups::dirs(mount, layout, &self.pod_cgroup(uid)) {
+            if let Err(e) = fs::remove_dir(&cg) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("removing cgroup {}: {e}", cg.display()));
+                }
+            }
+        }
+        if layout == peapod_oci::cgroups::CgroupLayout::V1 {
+            // runc also makes the directory in a hybrid host's cgroup2 mount.
+            let _ = fs::remove_dir(
+                mount
+                    .join("unified")
+                    .join(self.pod_cgroup(uid).trim_start_matches('/')),
+            );
+        }
         let volumes = dir.join("volumes");
         if let Ok(rd) = fs::read_dir(&volumes) {
             for v in rd.flatten() {

@@ -803,7 +803,8 @@ impl PodMonitor<'_> {
             mounts,
             ports: Vec::new(),
             runtime: runtime.binary,
-            cgroups_path: format!("/{}/{}", engine.config.cgroup_parent, id),
+            // One cgroup per pod, the parent of its containers' (as the kubelet's pod<uid>).
+            cgroups_path: format!("{}/{id}", engine.pod_cgroup(&self.uid)),
             phase: Phase::Creating,
             labels: pod_labels(&self.pod, &spec.name),
             pod: Some(PodLink {
