@@ -17,6 +17,18 @@ pub struct Config {
     pub cgroup_parent: String,
     /// The built-in network.
     pub network: NetworkConfig,
+    /// Registry settings for pulls.
+    pub registries: RegistriesConfig,
+}
+
+/// `[registries]`: mirrors and registries reached without verified TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistriesConfig {
+    /// `host[:port]` reached over HTTPS without verification, then plain HTTP.
+    pub insecure: Vec<String>,
+    /// Mirrors by registry: `"docker.io" = ["https://mirror.example"]`.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Config {
@@ -25,6 +37,7 @@ impl Default for Config {
             runtime: None,
             cgroup_parent: "peapod".into(),
             network: NetworkConfig::default(),
+            registries: RegistriesConfig::default(),
         }
     }
 }

@@ -11,7 +11,9 @@ mod kube;
 mod monitor;
 mod pod;
 mod pod_monitor;
+mod pull;
 mod record;
+mod server;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -202,6 +204,14 @@ enum Cmd {
         /// Container (name or id) or pod.
         container: String,
     },
+    /// Pull an image from a registry.
+    Pull {
+        /// Print only the image reference.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Image reference (`busybox`, `registry:5000/x:1`, `name@sha256:…`).
+        image: String,
+    },
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -209,6 +219,21 @@ enum Cmd {
     Images,
     /// Load images from an archive (same as `image load`).
     Load(LoadArgs),
+    /// Serve the Kubernetes API (HTTPS with a token, and a root-only unix socket) for kubectl.
+    Serve {
+        /// Address of the HTTPS endpoint.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        /// The unix socket (default: <run>/api.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Print a kubeconfig for `peapod serve` (its CA and token).
+    Kubeconfig {
+        /// The server URL.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+    },
     /// Internal: the per-pod monitor.
     #[command(hide = true, name = "pod-monitor")]
     PodMonitor {
@@ -246,6 +271,14 @@ enum Cmd {
 enum ImageCmd {
     /// Load images from an OCI or `docker save` archive.
     Load(LoadArgs),
+    /// Pull an image from a registry.
+    Pull {
+        /// Print only the image reference.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Image reference.
+        image: String,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls,
@@ -376,6 +409,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
     let mut out = io::stdout().lock();
     match cli.command {
+        Cmd::Serve { listen, socket } => {
+            drop(out);
+            server::serve(engine, server::ServeOptions { listen, socket })?;
+            Ok(0)
+        }
+        Cmd::Kubeconfig { server } => {
+            write!(out, "{}", server::kubeconfig(&engine.paths.etc, &server)?)?;
+            Ok(0)
+        }
         Cmd::Monitor { id, attached } => {
             drop(out);
             monitor::run(&engine, &id, attached)?;
@@ -599,6 +641,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             drop(out);
             logs(&engine, &c.config.id, follow, tail, timestamps)?;
             Ok(0)
+        }
+        Cmd::Pull { quiet, image } | Cmd::Image(ImageCmd::Pull { quiet, image }) => {
+            pull::pull(&engine, &image, quiet, &mut out)
         }
         Cmd::Image(ImageCmd::Load(args)) | Cmd::Load(args) => load(&engine, &args, &mut out),
         Cmd::Image(ImageCmd::Ls) | Cmd::Images => {

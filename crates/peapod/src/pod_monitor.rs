@@ -530,10 +530,10 @@ impl PodMonitor<'_> {
             message: Some(message.clone()),
         };
         slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
-        let kind = if reason == "ErrImageNeverPull" {
-            "ErrImageNeverPull"
-        } else {
-            "Failed"
+        let kind = match reason {
+            "ErrImageNeverPull" => "ErrImageNeverPull",
+            "ImagePullBackOff" => "BackOff",
+            _ => "Failed",
         };
         self.event("Warning", kind, &message);
     }
@@ -547,32 +547,68 @@ impl PodMonitor<'_> {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        let image = match images.resolve(&image_name) {
-            Ok(i) => i,
-            Err(_) if policy == "Never" => {
-                return Err((
-                    "ErrImageNeverPull",
-                    anyhow!(
-                        "Container image \"{image_name}\" is not present with pull policy of Never"
-                    ),
-                ))
-            }
-            Err(e) => {
-                return Err((
-                    "ErrImagePull",
-                    anyhow!(
-                    "image {image_name:?} is not present and peapod cannot pull images yet: {e}"
-                ),
-                ))
-            }
+        let present = images.resolve(&image_name).ok();
+        let must_pull = match policy.as_str() {
+            "Always" => true,
+            "Never" => false,
+            _ => present.is_none(),
         };
-        if self.slots[si].attempt == 0 && self.slots[si].container_id.is_none() {
+        let image = if must_pull {
+            let backing_off = matches!(&self.slots[si].state,
+                ObservedState::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff");
+            self.event(
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image_name}\""),
+            );
+            let started = Instant::now();
+            let pulled = images
+                .pull(&image_name, &engine.pull_options(), &mut |_| {})
+                .map_err(|e| {
+                    (
+                        if backing_off {
+                            "ImagePullBackOff"
+                        } else {
+                            "ErrImagePull"
+                        },
+                        anyhow!("Failed to pull image \"{image_name}\": {e}"),
+                    )
+                })?;
+            let image = images
+                .resolve(&pulled.id)
+                .map_err(|e| ("ErrImagePull", e.into()))?;
             self.event(
                 "Normal",
                 "Pulled",
-                &format!("Container image \"{image_name}\" already present on machine"),
+                &format!(
+                    "Successfully pulled image \"{image_name}\" in {:.3}s. Image size: {} bytes.",
+                    started.elapsed().as_secs_f64(),
+                    image.size
+                ),
             );
-        }
+            image
+        } else {
+            match present {
+                Some(i) => {
+                    if self.slots[si].attempt == 0 && self.slots[si].container_id.is_none() {
+                        self.event(
+                            "Normal",
+                            "Pulled",
+                            &format!("Container image \"{image_name}\" already present on machine"),
+                        );
+                    }
+                    i
+                }
+                None => {
+                    return Err((
+                        "ErrImageNeverPull",
+                        anyhow!(
+                        "Container image \"{image_name}\" is not present with pull policy of Never"
+                    ),
+                    ))
+                }
+            }
+        };
         let config = self
             .container_config(&spec, &image)
             .map_err(|e| ("CreateContainerConfigError", e))?;
