@@ -1,0 +1,84 @@
+//! End-to-end pulls through the `peapod` binary against a real registry on loopback
+//! (Debian's docker-registry, images pushed with skopeo): `peapod pull`, and pods whose
+//! imagePullPolicy makes the engine pull (Pulling/Pulled events), or fail to
+//! (ErrImagePull, then ImagePullBackOff).
+
+mod common;
+
+#[path = "../crates/image/tests/registry_support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod registry_support;
+
+use std::time::{Duration, Instant};
+
+use common::Peapod;
+use registry_support::{Auth, Registry};
+
+fn manifest(p: &Peapod, name: &str, text: &str) -> String {
+    let path = p.root.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn pull_by_cli_and_by_pods() {
+    let p = Peapod::new();
+    let registry = Registry::start(Auth::None);
+    let addr = registry.addr();
+    registry.push(common::busybox_archive(), "tools/bb:1.0", "oci", None);
+
+    let reference = format!("{addr}/tools/bb:1.0");
+    let out = p.ok(&["pull", &reference]);
+    assert!(out.contains("Pulling from tools/bb"), "{out}");
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(out.contains("Status: Downloaded newer image for"), "{out}");
+    assert_eq!(out.lines().last().unwrap(), reference);
+    let again = p.ok(&["pull", "-q", &reference]);
+    assert_eq!(again.trim(), reference);
+    assert!(p.ok(&["images"]).contains(&format!("{addr}/tools/bb")));
+
+    // A pod with imagePullPolicy Always pulls (Pulling/Pulled events) and runs.
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pulled\nspec:\n  containers:\n  - name: app\n    image: {addr}/tools/bb:1.0\n    imagePullPolicy: Always\n    command: [\"sleep\", \"1000\"]\n"
+    );
+    p.ok(&["apply", "--wait", "-f", &manifest(&p, "pulled.yaml", &pod)]);
+    let describe = p.ok(&["describe", "pod", "pulled"]);
+    assert!(
+        describe.contains("Pulling") && describe.contains("Successfully pulled image"),
+        "{describe}"
+    );
+
+    // An image the registry does not have: ErrImagePull, then ImagePullBackOff.
+    let missing = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: unpullable\nspec:\n  containers:\n  - name: app\n    image: {addr}/tools/nothing:1.0\n"
+    );
+    p.ok(&["apply", "-f", &manifest(&p, "missing.yaml", &missing)]);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        let line = p.ok(&["get", "pods", "unpullable"]);
+        for reason in ["ErrImagePull", "ImagePullBackOff"] {
+            if line.contains(reason) && !seen.contains(&reason) {
+                seen.push(reason);
+            }
+        }
+        if seen.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        seen,
+        ["ErrImagePull", "ImagePullBackOff"],
+        "{}",
+        p.ok(&["describe", "pod", "unpullable"])
+    );
+    let (_, err) = p.fails(&["pull", &format!("{addr}/tools/nothing:1.0")]);
+    assert!(
+        err.contains("manifest unknown") || err.contains("not found"),
+        "{err}"
+    );
+    for pod in ["pulled", "unpullable"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+}
