@@ -882,3 +882,67 @@ spec:
     }
     assert_no_leftovers(&p);
 }
+
+/// Environment from the downward API: fieldRef and resourceFieldRef.
+#[test]
+fn env_from_the_downward_api() {
+    let p = Peapod::new();
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: downward
+  labels:
+    app: web
+spec:
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+    resources:
+      limits:
+        memory: 64Mi
+    env:
+    - name: LITERAL
+      value: plain
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_NS
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    - name: POD_UID
+      valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+    - name: APP
+      valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: NODE
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+    - name: MEM_MI
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+"#;
+    p.ok(&[
+        "apply",
+        "--wait",
+        "-f",
+        &manifest(&p, "downward.yaml", text),
+    ]);
+    let pod = pod_json(&p, "downward");
+    let env = p.ok(&["exec", "downward", "--", "env"]);
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(get("LITERAL"), "plain");
+    assert_eq!(get("POD_NAME"), "downward");
+    assert_eq!(get("POD_NS"), "default");
+    assert_eq!(get("POD_UID"), pod["metadata"]["uid"].as_str().unwrap());
+    assert_eq!(get("APP"), "web");
+    assert_eq!(get("POD_IP"), pod["status"]["podIP"].as_str().unwrap());
+    assert_eq!(get("NODE"), pod["spec"]["nodeName"].as_str().unwrap());
+    assert_eq!(get("MEM_MI"), "64");
+    p.ok(&["delete", "pod", "downward", "--now"]);
+    assert_no_leftovers(&p);
+}

@@ -711,6 +711,56 @@ impl PodMonitor<'_> {
         }
     }
 
+    /// An env var's value: literal (with `$(VAR)` references to earlier variables left as
+    /// given), or from the downward API (`fieldRef`, `resourceFieldRef`).
+    fn env_value(&self, spec: &Container, e: &k8s_openapi::api::core::v1::EnvVar) -> String {
+        if let Some(v) = &e.value {
+            return v.clone();
+        }
+        let Some(from) = &e.value_from else {
+            return String::new();
+        };
+        if let Some(f) = &from.field_ref {
+            return field_value(&self.pod, &f.field_path, &self.observed);
+        }
+        if let Some(r) = &from.resource_field_ref {
+            let res = spec.resources.as_ref();
+            let (kind, name) = r.resource.split_once('.').unwrap_or(("", ""));
+            let map = match kind {
+                "limits" => res.and_then(|r| r.limits.as_ref()),
+                "requests" => res.and_then(|r| r.requests.as_ref()),
+                _ => None,
+            };
+            return match (name, map.and_then(|m| m.get(name))) {
+                ("cpu", Some(q)) => {
+                    let divisor = r
+                        .divisor
+                        .as_ref()
+                        .and_then(|d| milli_cpu(&d.0))
+                        .unwrap_or(1000)
+                        .max(1);
+                    milli_cpu(&q.0).map_or_else(String::new, |m| m.div_ceil(divisor).to_string())
+                }
+                ("memory", Some(q)) => {
+                    let divisor = r
+                        .divisor
+                        .as_ref()
+                        .and_then(|d| quantity_bytes(&d.0).ok())
+                        .unwrap_or(1)
+                        .max(1);
+                    quantity_bytes(&q.0)
+                        .map_or_else(|_| String::new(), |b| b.div_ceil(divisor).to_string())
+                }
+                // No limit: the node's allocatable, as the kubelet reports it.
+                ("cpu", None) => std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .to_string(),
+                _ => String::new(),
+            };
+        }
+        String::new()
+    }
+
     /// The container record for one pod container: Kubernetes' command/args rules over the
     /// image's Entrypoint/Cmd, the infra's namespaces, the pod's volumes.
     fn container_config(
@@ -753,7 +803,7 @@ impl PodMonitor<'_> {
                 .env
                 .iter()
                 .flatten()
-                .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+                .map(|e| format!("{}={}", e.name, self.env_value(spec, e)))
                 .collect(),
             working_dir: spec.working_dir.clone(),
             user,
@@ -1096,6 +1146,48 @@ pub fn kubelet_resources(c: &Container) -> peapod_oci::Resources {
         cpu_period: quota.map(|_| 100_000),
         memory_limit: memory,
         pids_limit: None,
+    }
+}
+
+/// The downward API's `fieldRef` paths.
+fn field_value(pod: &Pod, path: &str, observed: &ObservedPod) -> String {
+    let meta = &pod.metadata;
+    let from_map = |m: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
+        m.as_ref()
+            .and_then(|m| m.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let key_of = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(str::to_string)
+    };
+    match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
+        "status.podIP" => observed.pod_ip.clone().unwrap_or_default(),
+        "status.hostIP" => observed.host_ip.clone().unwrap_or_default(),
+        _ => {
+            if let Some(k) = key_of("metadata.labels['") {
+                from_map(&meta.labels, &k)
+            } else if let Some(k) = key_of("metadata.annotations['") {
+                from_map(&meta.annotations, &k)
+            } else {
+                String::new()
+            }
+        }
     }
 }
 
