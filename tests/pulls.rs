@@ -6,7 +6,7 @@
 mod common;
 
 #[path = "../crates/image/tests/registry_support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod registry_support;
 
 use std::time::{Duration, Instant};
