@@ -260,6 +260,9 @@ fn kubectl_drives_the_seed_pods() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n");
 
+    // exec -it through a pty, driven by tmux: the terminal size arrives, resizes too.
+    exec_it_in_tmux(&s);
+
     // The CLI and the server see the same pods at once.
     let cli = manifest(
         &p,
@@ -306,6 +309,68 @@ fn kubectl_drives_the_seed_pods() {
     assert!(p.ok(&["get", "pods"]).contains("from-kubectl"));
     s.ok(&["delete", "pod", "from-kubectl", "--grace-period=1"]);
     assert!(!p.ok(&["get", "pods"]).contains("from-kubectl"));
+}
+
+/// `kubectl exec -it … -- sh` in a detached tmux session of 120x40, then 100x30.
+fn exec_it_in_tmux(s: &Server) {
+    let session = format!("kx{}", s.port);
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .expect("running tmux")
+    };
+    let cmd = format!(
+        "{KUBECTL} --kubeconfig {} --cache-dir {} exec -it two-containers -c my-test-container2 -- sh; sleep 30",
+        s.kubeconfig.display(),
+        s.cache.path().display()
+    );
+    let o = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let pane = |want: &str| -> String {
+        let start = Instant::now();
+        loop {
+            let text =
+                String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
+                    .into_owned();
+            if text.contains(want) || start.elapsed() > Duration::from_secs(15) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let text = pane("/ #");
+    assert!(text.contains("/ #"), "no prompt: {text}");
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "stty size; echo $((6*7)); tty",
+        "Enter",
+    ]);
+    let text = pane("/dev/pts/");
+    assert!(text.contains("\n42\n"), "{text}");
+    assert!(text.contains("40 120"), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "30"]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
+    let text = pane("30 100");
+    assert!(text.contains("30 100"), "{text}");
+    tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux(&["kill-server"]);
 }
 
 #[test]
@@ -429,6 +494,45 @@ fn tokens_errors_patches_and_watches() {
             "no {kind} for web in:\n{events}"
         );
     }
+
+    // logs -f ends when the container exits.
+    let counter = manifest(
+        &p,
+        "counter.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: counter\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"sleep 1; for i in 1 2 3; do echo line $i; sleep 0.3; done\"]\n",
+    );
+    s.ok(&["apply", "-f", &counter]);
+    let start = Instant::now();
+    let followed = loop {
+        let o = s.kubectl(&["logs", "-f", "counter"]);
+        if o.status.success() {
+            break String::from_utf8(o.stdout).unwrap();
+        }
+        // Still ContainerCreating: kubectl refuses until the container started.
+        assert!(start.elapsed() < Duration::from_secs(30), "{o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(followed, "line 1\nline 2\nline 3\n");
+    assert_eq!(s.ok(&["logs", "counter", "--tail=1"]), "line 3\n");
+    assert_eq!(s.ok(&["logs", "counter", "--limit-bytes=4"]), "line");
+    s.wait_pod("counter", "0/1", "Completed");
+
+    // The unix socket serves the same API without a token.
+    let sock = p.root.join("run/api.sock");
+    let o = Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(&sock)
+        .arg("http://localhost/api/v1/namespaces/default/pods")
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "counter");
+    let mode = std::fs::metadata(&sock).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 
     // Nodes, namespaces, events.
     let nodes = s.ok(&["get", "nodes", "-o", "wide"]);

@@ -283,13 +283,31 @@ async fn run(socket: WebSocket, mut s: Session) {
         drop(stdin_w);
     });
     let reader = tokio::spawn(async move {
+        let mut first_resize = true;
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
                 Message::Binary(b) if !b.is_empty() => match b[0] {
                     0 => {
                         let _ = in_tx.send(Some(b[1..].to_vec()));
                     }
-                    4 if tty => resize(&slave_path, pid, &b[1..]),
+                    4 if tty => {
+                        let (path, size) = (slave_path.clone(), b[1..].to_vec());
+                        tokio::task::spawn_blocking(move || resize(&path, pid, &size));
+                        if first_resize {
+                            // The runtime may not have been listening for SIGWINCH yet: tell
+                            // it again (it reads the current size from its terminal).
+                            first_resize = false;
+                            tokio::spawn(async move {
+                                for ms in [200, 800] {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                    let _ = nix::sys::signal::kill(
+                                        nix::unistd::Pid::from_raw(pid as i32),
+                                        nix::sys::signal::Signal::SIGWINCH,
+                                    );
+                                }
+                            });
+                        }
+                    }
                     255 if v5 && b.get(1) == Some(&0) => {
                         let _ = in_tx.send(None);
                     }
