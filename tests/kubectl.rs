@@ -450,6 +450,9 @@ fn tokens_errors_patches_and_watches() {
     );
     assert_eq!(s.ok(&["apply", "-f", &web2]).trim(), "pod/web configured");
     assert_eq!(s.ok(&["apply", "-f", &web2]).trim(), "pod/web unchanged");
+    // diff: a server-side dry run of the same patch finds nothing to change.
+    let o = s.kubectl(&["diff", "-f", &web2]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
     // Immutable fields are refused with 422.
     let web3 = manifest(
         &p,
@@ -541,4 +544,12 @@ fn tokens_errors_patches_and_watches() {
         "{nodes}"
     );
     assert!(s.ok(&["get", "namespaces"]).contains("default"));
+    let ev = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=counter",
+    ]);
+    assert!(ev.contains("pod/counter") && ev.contains("Started"), "{ev}");
+    assert!(!ev.contains("pod/web"), "{ev}");
 }

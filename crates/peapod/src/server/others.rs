@@ -51,47 +51,105 @@ fn list_response(
     }))
 }
 
-async fn events_impl(st: AppState, ns: Option<String>, q: Q, headers: HeaderMap) -> Res {
-    let keep = filter(ns, &q)?;
-    let st2 = st.clone();
-    let items = blocking(move || {
-        let mut out = Vec::new();
-        for view in st2.engine.list_pods(None)? {
-            for (i, e) in st2.engine.pod_events(&view.uid)?.into_iter().enumerate() {
-                let mut v = serde_json::to_value(&e).unwrap_or_default();
-                v["kind"] = json!("Event");
-                v["apiVersion"] = json!("v1");
-                if v.pointer("/metadata/uid").is_none() {
-                    v["metadata"]["uid"] = json!(format!("{}-{i}", view.uid));
-                }
-                v["metadata"]["resourceVersion"] = json!("1");
-                if let Some(t) = v.get("firstTimestamp").cloned() {
-                    v["metadata"]["creationTimestamp"] = t;
-                }
-                if keep(&v) {
-                    out.push(v);
-                }
+/// Every recorded event of every pod, as API objects, that `keep` accepts. Blocking.
+fn all_events(st: &AppState, keep: &dyn Fn(&Value) -> bool) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for view in st.engine.list_pods(None)? {
+        for (i, e) in st.engine.pod_events(&view.uid)?.into_iter().enumerate() {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["kind"] = json!("Event");
+            v["apiVersion"] = json!("v1");
+            if v.pointer("/metadata/uid").is_none() {
+                v["metadata"]["uid"] = json!(format!("{}-{i}", view.uid));
+            }
+            let count = v["count"].as_i64().unwrap_or(1);
+            v["metadata"]["resourceVersion"] = json!(count.to_string());
+            if let Some(t) = v.get("firstTimestamp").cloned() {
+                v["metadata"]["creationTimestamp"] = t;
+            }
+            if keep(&v) {
+                out.push(v);
             }
         }
-        Ok(out)
-    })
-    .await?;
-    let rv = st.cache.rv();
-    if q.flag("watch") {
-        return Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "watching events is not supported",
-        ));
     }
+    Ok(out)
+}
+
+async fn events_impl(st: AppState, ns: Option<String>, q: Q, headers: HeaderMap) -> Res {
+    let keep = filter(ns, &q)?;
+    if q.flag("watch") {
+        return Ok(watch_events(st, keep, &q, &headers));
+    }
+    let st2 = st.clone();
+    let items = blocking(move || all_events(&st2, &keep)).await?;
     Ok(list_response(
         Kind::Events,
         "EventList",
         items,
-        rv,
+        st.cache.rv(),
         &q,
         &headers,
     ))
+}
+
+/// A watch of events, by polling every 500 ms: new events ADDED, count changes MODIFIED.
+/// Watching from a list's resourceVersion skips the events that exist now.
+fn watch_events(
+    st: AppState,
+    keep: impl Fn(&Value) -> bool + Send + Sync + 'static,
+    q: &Q,
+    headers: &HeaderMap,
+) -> Response {
+    let as_table = table::wants_table(headers);
+    let include = Include::parse(q.get("includeObject"));
+    let from_list = q
+        .get("resourceVersion")
+        .is_some_and(|v| v != "0" && !v.is_empty());
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    let keep = std::sync::Arc::new(keep);
+    tokio::spawn(async move {
+        let mut seen: std::collections::HashMap<String, String> = Default::default();
+        let mut first = true;
+        loop {
+            let (st2, keep2) = (st.clone(), keep.clone());
+            let Ok(items) = blocking(move || all_events(&st2, &*keep2)).await else {
+                return;
+            };
+            for e in items {
+                let key = format!("{}", e["metadata"]["uid"]);
+                let rv = e["metadata"]["resourceVersion"].to_string();
+                let kind = match seen.insert(key, rv.clone()) {
+                    None if first && from_list => continue,
+                    None => "ADDED",
+                    Some(old) if old != rv => "MODIFIED",
+                    Some(_) => continue,
+                };
+                let obj = if as_table {
+                    table::table(Kind::Events, std::slice::from_ref(&e), include, 1)
+                } else {
+                    e
+                };
+                let mut line =
+                    serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+                line.push(b'\n');
+                if tx.send(line.into()).await.is_err() {
+                    return;
+                }
+            }
+            first = false;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_default()
 }
 
 /// `GET /api/v1/events`.

@@ -250,8 +250,19 @@ fn update_blocking(
     let view = st.engine.find_pod(ns, name)?;
     let mut old = view.pod.clone();
     old.status = None;
+    let mut pod = pod;
+    // Fields the server set are not the user's to change (as the CLI's apply).
+    if let (Some(new_spec), Some(old_spec)) = (pod.spec.as_mut(), old.spec.as_ref()) {
+        if new_spec.node_name.is_none() {
+            new_spec.node_name = old_spec.node_name.clone();
+        }
+    }
     peapod_api::validate::validate_update(&old, &pod).map_err(|i| ApiError::invalid(&i))?;
     if dry {
+        let mut pod = pod;
+        pod.metadata.uid = old.metadata.uid.clone();
+        pod.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
+        pod.metadata.deletion_timestamp = old.metadata.deletion_timestamp.clone();
         let mut v = serde_json::to_value(&pod).unwrap_or_default();
         v["status"] = serde_json::to_value(&view.pod.status).unwrap_or_default();
         return Ok(v);
