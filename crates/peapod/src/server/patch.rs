@@ -2,7 +2,8 @@
 //! `patch --type=merge`) and the Pod subset of strategic merge patch (client-side `kubectl
 //! apply`, `kubectl patch`): lists of containers, volumes, env, ports, volumeMounts,
 //! hostAliases merged by their key, `$patch: delete|replace`, `$deleteFromPrimitiveList`;
-//! `$setElementOrder` and `$retainKeys` are ignored.
+//! `$setElementOrder` and `$retainKeys` are ignored; and RFC 6902 JSON patch (`kubectl
+//! patch --type=json`).
 
 use serde_json::{Map, Value};
 
@@ -131,6 +132,115 @@ fn merge_list(list: &mut Vec<Value>, items: &[Value], key: &str) {
     }
 }
 
+fn pointer(path: &str) -> Result<Vec<String>, String> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("invalid JSON pointer {path:?}"));
+    };
+    Ok(rest
+        .split('/')
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+/// The parent container of `path` and the last segment.
+fn parent<'a>(doc: &'a mut Value, path: &str) -> Result<(&'a mut Value, String), String> {
+    let mut parts = pointer(path)?;
+    let last = parts.pop().ok_or("the root cannot be patched")?;
+    let mut v = doc;
+    for p in parts {
+        v = match v {
+            Value::Object(m) => m.get_mut(&p),
+            Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("path {path:?} does not exist"))?;
+    }
+    Ok((v, last))
+}
+
+fn remove_at(doc: &mut Value, path: &str) -> Result<Value, String> {
+    let (parent, last) = parent(doc, path)?;
+    match parent {
+        Value::Object(m) => m.remove(&last),
+        Value::Array(a) => last
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < a.len())
+            .map(|i| a.remove(i)),
+        _ => None,
+    }
+    .ok_or_else(|| format!("path {path:?} does not exist"))
+}
+
+fn add_at(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let (parent, last) = parent(doc, path)?;
+    match parent {
+        Value::Object(m) => {
+            m.insert(last, value);
+            Ok(())
+        }
+        Value::Array(a) => {
+            let i = if last == "-" {
+                a.len()
+            } else {
+                last.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i <= a.len())
+                    .ok_or_else(|| format!("invalid array index in {path:?}"))?
+            };
+            a.insert(i, value);
+            Ok(())
+        }
+        _ => Err(format!("path {path:?} does not exist")),
+    }
+}
+
+/// RFC 6902: add, remove, replace, move, copy, test.
+pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
+    let ops = ops
+        .as_array()
+        .ok_or("a JSON patch is a list of operations")?;
+    for op in ops {
+        let path = op["path"].as_str().ok_or("an operation needs a path")?;
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or("the operation needs a value")
+        };
+        match op["op"].as_str().unwrap_or_default() {
+            "add" => add_at(doc, path, value()?)?,
+            "remove" => {
+                remove_at(doc, path)?;
+            }
+            "replace" => {
+                remove_at(doc, path)?;
+                add_at(doc, path, value()?)?;
+            }
+            "move" | "copy" => {
+                let from = op["from"].as_str().ok_or("move and copy need from")?;
+                let v = if op["op"] == "move" {
+                    remove_at(doc, from)?
+                } else {
+                    doc.pointer(from)
+                        .cloned()
+                        .ok_or_else(|| format!("path {from:?} does not exist"))?
+                };
+                add_at(doc, path, v)?;
+            }
+            "test" => {
+                if doc.pointer(path) != Some(&value()?) {
+                    return Err(format!("testing value {path:?} failed"));
+                }
+            }
+            other => return Err(format!("unknown JSON patch operation {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +273,25 @@ mod tests {
             json!({"metadata": {"labels": {"tier": "front"}}, "spec": {"containers": [
                 {"name": "app", "image": "nginx:1.28", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}})
         );
+    }
+
+    #[test]
+    fn json_patch_ops() {
+        let mut d = json!({"metadata": {"labels": {"a/b": "1"}}, "spec": {"x": [1, 2]}});
+        json_patch(
+            &mut d,
+            &json!([
+                {"op": "replace", "path": "/metadata/labels/a~1b", "value": "2"},
+                {"op": "add", "path": "/spec/x/-", "value": 3},
+                {"op": "remove", "path": "/spec/x/0"},
+                {"op": "test", "path": "/spec/x/0", "value": 2},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            json!({"metadata": {"labels": {"a/b": "2"}}, "spec": {"x": [2, 3]}})
+        );
+        assert!(json_patch(&mut d, &json!([{"op": "remove", "path": "/nope"}])).is_err());
     }
 }

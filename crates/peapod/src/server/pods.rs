@@ -121,6 +121,24 @@ fn respond(code: StatusCode, obj: &Value, headers: &HeaderMap, q: &Q) -> Respons
     json_response(code, obj)
 }
 
+/// `respond` plus `Warning: 299 - "…"` headers.
+fn respond_warning(
+    code: StatusCode,
+    obj: &Value,
+    headers: &HeaderMap,
+    q: &Q,
+    warnings: &[String],
+) -> Response {
+    let mut r = respond(code, obj, headers, q);
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            r.headers_mut().append("warning", v);
+        }
+    }
+    r
+}
+
 /// `GET pods/NAME`.
 pub async fn get_one(
     State(st): State<AppState>,
@@ -162,8 +180,72 @@ fn dry_run(q: &Q) -> bool {
     q.get("dryRun") == Some("All")
 }
 
-/// Decodes, places in `ns`, defaults and validates a submitted pod.
-fn prepare(body: &Value, ns: &str) -> Result<Pod, ApiError> {
+/// `fieldValidation`: Strict refuses unknown fields, Warn drops them with a warning,
+/// Ignore drops them silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// 400 on unknown fields.
+    Strict,
+    /// Drop, and answer with `Warning` headers.
+    Warn,
+    /// Drop.
+    Ignore,
+}
+
+impl Validation {
+    fn of(q: &Q) -> Self {
+        match q.get("fieldValidation") {
+            Some("Strict") => Self::Strict,
+            Some("Ignore") => Self::Ignore,
+            _ => Self::Warn,
+        }
+    }
+}
+
+/// Removes the field at `spec.containers[0].imagee` from `v`.
+fn remove_field(v: &mut Value, path: &str) {
+    let mut segments: Vec<String> = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            segments.push(rest[..i].to_string());
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                segments.push(rest[1..end].to_string());
+                rest = &rest[end + 1..];
+            }
+        } else {
+            segments.push(rest.to_string());
+        }
+    }
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match cur {
+            Value::Object(m) => m.get_mut(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+}
+
+/// Decodes, places in `ns`, defaults and validates a submitted pod; unknown fields per
+/// `mode` (their warnings pushed to `warnings`).
+fn prepare(
+    body: &Value,
+    ns: &str,
+    mode: Validation,
+    warnings: &mut Vec<String>,
+) -> Result<Pod, ApiError> {
     let mut body = body.clone();
     if let Some(o) = body.as_object_mut() {
         o.remove("status");
@@ -172,6 +254,19 @@ fn prepare(body: &Value, ns: &str) -> Result<Pod, ApiError> {
         m.remove("resourceVersion");
         m.remove("managedFields");
         m.remove("generation");
+    }
+    if mode != Validation::Strict {
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        if let Err(peapod_api::decode::DecodeError::UnknownFields { fields, .. }) =
+            peapod_api::decode::decode_pods(&text)
+        {
+            for f in fields {
+                remove_field(&mut body, &f);
+                if mode == Validation::Warn {
+                    warnings.push(format!("unknown field {f:?}"));
+                }
+            }
+        }
     }
     let mut pod = decode_one(&serde_json::to_string(&body).unwrap_or_default())?;
     match pod.metadata.namespace.as_deref() {
@@ -219,18 +314,26 @@ pub async fn create(
     body: Bytes,
 ) -> Res {
     let value = parse_body(&body)?;
-    let pod = prepare(&value, &ns)?;
+    let mut warnings = Vec::new();
+    let pod = prepare(&value, &ns, Validation::of(&q), &mut warnings)?;
     if dry_run(&q) {
-        return Ok(respond(
+        return Ok(respond_warning(
             StatusCode::CREATED,
             &serde_json::to_value(&pod).unwrap_or_default(),
             &headers,
             &q,
+            &warnings,
         ));
     }
     let st2 = st.clone();
     let created = blocking(move || create_blocking(&st2, pod, &ns)).await?;
-    Ok(respond(StatusCode::CREATED, &created, &headers, &q))
+    Ok(respond_warning(
+        StatusCode::CREATED,
+        &created,
+        &headers,
+        &q,
+        &warnings,
+    ))
 }
 
 /// Replaces the stored pod with `merged` (a whole object): validation as an update.
@@ -240,8 +343,10 @@ fn update_blocking(
     ns: &str,
     name: &str,
     dry: bool,
+    mode: Validation,
+    warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
-    let pod = prepare(merged, ns)?;
+    let pod = prepare(merged, ns, mode, warnings)?;
     if pod.metadata.name.as_deref() != Some(name) {
         return Err(ApiError::bad_request(
             "the name of the object does not match the name on the URL",
@@ -293,36 +398,38 @@ pub async fn patch(
         "application/merge-patch+json" => "merge",
         "application/strategic-merge-patch+json" => "strategic",
         "application/apply-patch+yaml" | "application/apply-patch+json" => "apply",
+        "application/json-patch+json" => "json",
         other => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {other:?})"),
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {other:?})"),
             ))
         }
     };
     let p = parse_body(&body)?;
     let dry = dry_run(&q);
+    let mode = Validation::of(&q);
     let st2 = st.clone();
-    let (code, obj) = blocking(move || {
+    let (code, obj, warnings) = blocking(move || {
+        let mut warnings = Vec::new();
         let (pods, _) = st2.cache.sync(&st2.engine)?;
         let Some(current) = find(&pods, &ns, &name) else {
             if kind != "apply" {
                 return Err(ApiError::not_found("pods", &name));
             }
-            let pod = prepare(&p, &ns)?;
+            let pod = prepare(&p, &ns, mode, &mut warnings)?;
             if pod.metadata.name.as_deref() != Some(name.as_str()) {
                 return Err(ApiError::bad_request(
                     "the name of the object does not match the name on the URL",
                 ));
             }
-            if dry {
-                return Ok((
-                    StatusCode::CREATED,
-                    serde_json::to_value(&pod).unwrap_or_default(),
-                ));
-            }
-            return Ok((StatusCode::CREATED, create_blocking(&st2, pod, &ns)?));
+            let obj = if dry {
+                serde_json::to_value(&pod).unwrap_or_default()
+            } else {
+                create_blocking(&st2, pod, &ns)?
+            };
+            return Ok((StatusCode::CREATED, obj, warnings));
         };
         let mut merged = current.clone();
         if let Some(o) = merged.as_object_mut() {
@@ -330,15 +437,14 @@ pub async fn patch(
         }
         match kind {
             "merge" => patch::merge(&mut merged, &p),
+            "json" => patch::json_patch(&mut merged, &p).map_err(ApiError::bad_request)?,
             _ => patch::strategic(&mut merged, &p),
         }
-        Ok((
-            StatusCode::OK,
-            update_blocking(&st2, &merged, &ns, &name, dry)?,
-        ))
+        let obj = update_blocking(&st2, &merged, &ns, &name, dry, mode, &mut warnings)?;
+        Ok((StatusCode::OK, obj, warnings))
     })
     .await?;
-    Ok(respond(code, &obj, &headers, &q))
+    Ok(respond_warning(code, &obj, &headers, &q, &warnings))
 }
 
 /// `PUT pods/NAME`.
@@ -352,8 +458,20 @@ pub async fn replace(
     let value = parse_body(&body)?;
     let dry = dry_run(&q);
     let st2 = st.clone();
-    let obj = blocking(move || update_blocking(&st2, &value, &ns, &name, dry)).await?;
-    Ok(respond(StatusCode::OK, &obj, &headers, &q))
+    let mode = Validation::of(&q);
+    let (obj, warnings) = blocking(move || {
+        let mut warnings = Vec::new();
+        let obj = update_blocking(&st2, &value, &ns, &name, dry, mode, &mut warnings)?;
+        Ok((obj, warnings))
+    })
+    .await?;
+    Ok(respond_warning(
+        StatusCode::OK,
+        &obj,
+        &headers,
+        &q,
+        &warnings,
+    ))
 }
 
 /// `DELETE pods/NAME`: stops and removes the pod, then answers with its last state

@@ -32,8 +32,10 @@ pub struct Event {
     pub object: Value,
 }
 
-#[derive(Default)]
 struct Inner {
+    /// The resourceVersion this server run started from (milliseconds since the epoch,
+    /// so versions grow across restarts and an older one is recognisably expired).
+    base: u64,
     rv: u64,
     /// uid → (the pod JSON with its resourceVersion).
     pods: HashMap<String, Value>,
@@ -57,8 +59,16 @@ fn strip_rv(v: &Value) -> Value {
 impl Cache {
     /// An empty cache.
     pub fn new() -> Self {
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                base,
+                rv: base,
+                pods: HashMap::new(),
+                history: VecDeque::new(),
+            }),
             tx: broadcast::channel(HISTORY).0,
         }
     }
@@ -167,11 +177,14 @@ pub fn stream(
             ),
             Some(rv) => {
                 let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
-                if rv + 1 < oldest && inner.history.len() >= HISTORY {
+                if rv < inner.base || (rv + 1 < oldest && inner.history.len() >= HISTORY) {
                     let status = ApiError::new(
                         410,
                         "Expired",
-                        format!("too old resource version: {rv} ({})", oldest - 1),
+                        format!(
+                            "too old resource version: {rv} ({})",
+                            oldest.max(inner.base + 1) - 1
+                        ),
                     );
                     (vec![("ERROR", status.body())], inner.rv)
                 } else {
