@@ -39,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes/{name}", get(others::node))
         .route("/api/v1/namespaces", get(others::namespaces))
         .route("/api/v1/namespaces/{name}", get(others::namespace))
+        .route("/api/v1/services", get(others::services))
+        .route("/api/v1/namespaces/{ns}/services", get(others::services))
+        .route("/healthz", get(others::healthz))
+        .route("/livez", get(others::healthz))
+        .route("/readyz", get(others::healthz))
         .fallback(discovery::not_found)
         .with_state(state)
 }

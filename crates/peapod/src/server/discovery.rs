@@ -68,6 +68,8 @@ pub async fn api_v1() -> Response {
              "shortNames": ["ev"], "verbs": ["get", "list", "watch"]},
             {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
              "shortNames": ["no"], "verbs": ["get", "list", "watch"]},
+            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service",
+             "shortNames": ["svc"], "verbs": ["get", "list"]},
             {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
              "shortNames": ["ns"], "verbs": ["get", "list", "watch"]},
         ],

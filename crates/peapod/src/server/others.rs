@@ -389,3 +389,26 @@ pub async fn namespace(
     }
     Ok(ok(&n))
 }
+
+/// `GET services`: peapod has none (an empty list, so `kubectl cluster-info` and
+/// `kubectl get services` work).
+pub async fn services(State(st): State<AppState>, q: Q, headers: HeaderMap) -> Res {
+    if table::wants_table(&headers) {
+        let mut t = table::table(Kind::Namespaces, &[], Include::None, st.cache.rv());
+        t["columnDefinitions"] =
+            json!([{"name": "Name", "type": "string", "format": "name", "priority": 0}]);
+        return Ok(ok(&t));
+    }
+    let _ = q;
+    Ok(ok(&json!({
+        "kind": "ServiceList",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": st.cache.rv().to_string()},
+        "items": [],
+    })))
+}
+
+/// `/healthz`, `/livez`, `/readyz`.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
