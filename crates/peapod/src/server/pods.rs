@@ -86,7 +86,8 @@ async fn list_impl(st: AppState, ns: Option<String>, q: Q, headers: HeaderMap) -
                 o.clone()
             })
         });
-        return watch::stream(&st, from, timeout, render);
+        let bookmarks = q.flag("allowWatchBookmarks");
+        return watch::stream(&st, from, timeout, bookmarks, render);
     }
     let (pods, rv) = sync(&st).await?;
     let items: Vec<Value> = pods.into_iter().filter(|p| keep(p)).collect();

@@ -160,11 +160,13 @@ pub async fn poll(state: AppState) {
 pub type Render = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
 
 /// A watch: events after `from` (all current pods as ADDED for none/"0") that `render`
-/// accepts, streamed as JSON lines until the client leaves or `timeout` passes.
+/// accepts, streamed as JSON lines until the client leaves or `timeout` passes; with
+/// `bookmarks`, a BOOKMARK with the current resourceVersion every 30 s.
 pub fn stream(
     state: &AppState,
     from: Option<u64>,
     timeout: Option<Duration>,
+    bookmarks: bool,
     render: Render,
 ) -> Result<Response, ApiError> {
     let mut rx = state.cache.tx.subscribe();
@@ -223,6 +225,7 @@ pub fn stream(
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut last_bookmark = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
@@ -243,6 +246,14 @@ pub fn stream(
                 _ = tick.tick() => {
                     if tx.is_closed() || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         return;
+                    }
+                    if bookmarks && last_bookmark.elapsed() >= Duration::from_secs(30) {
+                        last_bookmark = tokio::time::Instant::now();
+                        let mark = json!({"kind": "Pod", "apiVersion": "v1",
+                                          "metadata": {"resourceVersion": last.to_string()}});
+                        if tx.send(line("BOOKMARK", mark)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
