@@ -64,7 +64,7 @@ pub fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
 }
 
 async fn run(engine: Engine, opts: ServeOptions) -> Result<()> {
-    let pki = pki::ensure(&engine.paths.etc, opts.listen.ip())?;
+    let pki = pki::ensure(&engine.paths.etc, Some(opts.listen.ip()))?;
     let state = AppState {
         engine: Arc::new(engine),
         cache: Arc::new(watch::Cache::new()),
@@ -94,6 +94,9 @@ async fn run(engine: Engine, opts: ServeOptions) -> Result<()> {
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        anyhow::bail!("another peapod serve is running on {}", socket.display());
     }
     let _ = std::fs::remove_file(&socket);
     let unix = tokio::net::UnixListener::bind(&socket)

@@ -279,11 +279,7 @@ pub async fn nodes(State(st): State<AppState>, q: Q, headers: HeaderMap) -> Res 
     let keep = filter(None, &q)?;
     let items: Vec<Value> = std::iter::once(node_object()).filter(|n| keep(n)).collect();
     if q.flag("watch") {
-        return Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "watching nodes is not supported",
-        ));
+        return Ok(static_watch(Kind::Nodes, items, &q, &headers));
     }
     Ok(list_response(
         Kind::Nodes,
@@ -358,6 +354,9 @@ pub async fn namespaces(State(st): State<AppState>, q: Q, headers: HeaderMap) ->
         .map(|n| namespace_obj(n))
         .filter(|n| keep(n))
         .collect();
+    if q.flag("watch") {
+        return Ok(static_watch(Kind::Namespaces, items, &q, &headers));
+    }
     Ok(list_response(
         Kind::Namespaces,
         "NamespaceList",
@@ -411,4 +410,47 @@ pub async fn services(State(st): State<AppState>, q: Q, headers: HeaderMap) -> R
 /// `/healthz`, `/livez`, `/readyz`.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// A watch of objects that do not change while the server runs: ADDED for each (unless
+/// watching from a list's resourceVersion), then the stream stays open until the client
+/// leaves or `timeoutSeconds` passes.
+fn static_watch(kind: Kind, items: Vec<Value>, q: &Q, headers: &HeaderMap) -> Response {
+    let as_table = table::wants_table(headers);
+    let include = Include::parse(q.get("includeObject"));
+    let from_list = q
+        .get("resourceVersion")
+        .is_some_and(|v| v != "0" && !v.is_empty());
+    let timeout = q
+        .num("timeoutSeconds")
+        .map(|s| std::time::Duration::from_secs(s.max(1) as u64));
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    tokio::spawn(async move {
+        if !from_list {
+            for item in items {
+                let obj = if as_table {
+                    table::table(kind, std::slice::from_ref(&item), include, 1)
+                } else {
+                    item
+                };
+                let mut line = serde_json::to_vec(&json!({"type": "ADDED", "object": obj}))
+                    .unwrap_or_default();
+                line.push(b'\n');
+                if tx.send(line.into()).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let start = tokio::time::Instant::now();
+        while !tx.is_closed() && timeout.is_none_or(|t| start.elapsed() < t) {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_default()
 }

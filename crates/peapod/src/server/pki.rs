@@ -41,8 +41,9 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Makes the CA, serving certificate and token if missing; returns them.
-pub fn ensure(etc: &Path, listen: IpAddr) -> Result<Pki> {
+/// Makes the CA, serving certificate and token if missing; returns them. With `listen`,
+/// the serving certificate is remade when it was made for another address.
+pub fn ensure(etc: &Path, listen: Option<IpAddr>) -> Result<Pki> {
     let dir = etc.join("pki");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca_crt = dir.join("ca.crt");
@@ -57,9 +58,15 @@ pub fn ensure(etc: &Path, listen: IpAddr) -> Result<Pki> {
     }
     let srv_crt = dir.join("server.crt");
     let srv_key = dir.join("server.key");
-    let wanted_ip = listen.to_string();
     let ips_file = dir.join("server.ips");
     let have_ips = fs::read_to_string(&ips_file).unwrap_or_default();
+    let listen = listen.unwrap_or_else(|| {
+        have_ips
+            .trim()
+            .parse()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    });
+    let wanted_ip = listen.to_string();
     if !srv_crt.exists() || !srv_key.exists() || have_ips.trim() != wanted_ip {
         let ca_key_pair = KeyPair::from_pem(&fs::read_to_string(&ca_key)?)?;
         // Only the issuer's name and key matter for signing: the same parameters give them.
@@ -141,12 +148,7 @@ impl Pki {
 
 /// `peapod kubeconfig`: a kubeconfig for the server (making the credentials if needed).
 pub fn kubeconfig(etc: &Path, server: &str) -> Result<String> {
-    let ip = server
-        .trim_start_matches("https://")
-        .rsplit_once(':')
-        .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let pki = ensure(etc, ip)?;
+    let pki = ensure(etc, None)?;
     let ca = fs::read(pki.dir.join("ca.crt")).context("reading the CA")?;
     let ca64 = base64::engine::general_purpose::STANDARD.encode(ca);
     Ok(format!(
