@@ -76,7 +76,10 @@ async fn run(engine: Engine, opts: ServeOptions) -> Result<()> {
             .context("initial sync")??;
     }
     tokio::spawn(watch::poll(state.clone()));
-    let router = api::router(state.clone());
+    let mut router = api::router(state.clone());
+    if std::env::var_os("PEAPOD_SERVE_LOG").is_some() {
+        router = router.layer(middleware::from_fn(log_request));
+    }
     let token = Arc::new(pki.token.clone());
     let authed = router
         .clone()
@@ -149,6 +152,30 @@ where
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
+}
+
+/// One line per request on stderr (with `PEAPOD_SERVE_LOG` set): method, path and query,
+/// Accept, Content-Type, status.
+async fn log_request(req: Request, next: Next) -> Response {
+    let line = {
+        let h = req.headers();
+        let header = |n: axum::http::header::HeaderName| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        format!(
+            "{} {} accept={} content-type={}",
+            req.method(),
+            req.uri(),
+            header(axum::http::header::ACCEPT),
+            header(axum::http::header::CONTENT_TYPE)
+        )
+    };
+    let resp = next.run(req).await;
+    eprintln!("{line} -> {}", resp.status().as_u16());
+    resp
 }
 
 /// The bearer token check of the TCP endpoint.
