@@ -553,3 +553,66 @@ fn tokens_errors_patches_and_watches() {
     assert!(ev.contains("pod/counter") && ev.contains("Started"), "{ev}");
     assert!(!ev.contains("pod/web"), "{ev}");
 }
+
+/// kubectl 1.30, 1.31 and 1.33 (the gcloud SDK's bundled builds, where installed) do the
+/// core flows too: apply, get with the server's Table, exec with an exit code, logs, delete.
+#[test]
+fn other_kubectl_versions() {
+    let p = Peapod::new();
+    let s = Server::start(&p);
+    let dir = Path::new("/usr/lib/google-cloud-sdk/bin");
+    let mut tried = 0;
+    for v in ["1.30", "1.31", "1.33"] {
+        let bin = dir.join(format!("kubectl.{v}"));
+        if !bin.exists() {
+            eprintln!("kubectl {v} is not installed: skipped");
+            continue;
+        }
+        tried += 1;
+        let k = |args: &[&str]| -> Output {
+            Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&s.kubeconfig)
+                .arg("--cache-dir")
+                .arg(s.cache.path())
+                .args(args)
+                .env_remove("KUBECONFIG")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let name = format!("v{}", v.replace('.', "-"));
+        let m = manifest(
+            &p,
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo hi {v}; sleep 3600\"]\n"),
+        );
+        let o = k(&["apply", "-f", &m]);
+        assert!(o.status.success(), "{v}: {o:?}");
+        let start = Instant::now();
+        loop {
+            let out = String::from_utf8_lossy(&k(&["get", "pods", &name]).stdout).into_owned();
+            if out.contains("1/1") && out.contains("Running") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{v}: {out}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let o = k(&["exec", &name, "--", "sh", "-c", "exit 3"]);
+        assert_eq!(o.status.code(), Some(3), "{v}: {o:?}");
+        let o = k(&["exec", &name, "--", "hostname"]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            name,
+            "{v}: {o:?}"
+        );
+        let start = Instant::now();
+        while String::from_utf8_lossy(&k(&["logs", &name]).stdout) != format!("hi {v}\n") {
+            assert!(start.elapsed() < Duration::from_secs(10), "{v}: no logs");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let o = k(&["delete", "pod", &name, "--grace-period=1"]);
+        assert!(o.status.success(), "{v}: {o:?}");
+    }
+    eprintln!("tried {tried} other kubectl versions");
+}
