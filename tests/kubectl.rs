@@ -537,6 +537,43 @@ fn tokens_errors_patches_and_watches() {
         0o600
     );
 
+    // Graceful deletion runs in the background: pods whose process ignores SIGTERM go in
+    // one grace period together, and --wait=false returns at once with the pod Terminating.
+    let slow = |name: &str| {
+        manifest(
+            &p,
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 3\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n"),
+        )
+    };
+    for n in ["slow1", "slow2", "slow3"] {
+        s.ok(&["apply", "-f", &slow(n)]);
+    }
+    for n in ["slow1", "slow2", "slow3"] {
+        s.wait_pod(n, "1/1", "Running");
+    }
+    let t = Instant::now();
+    s.ok(&["delete", "pod", "slow1", "slow2"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(5500),
+        "{took:?}"
+    );
+    let cli = p.ok(&["get", "pods"]);
+    assert!(!cli.contains("slow1") && !cli.contains("slow2"), "{cli}");
+    let t = Instant::now();
+    s.ok(&["delete", "pod", "slow3", "--wait=false"]);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(s.ok(&["get", "pod", "slow3"]).contains("Terminating"));
+    let start = Instant::now();
+    while s.kubectl(&["get", "pod", "slow3"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "slow3 never went"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Nodes, namespaces, events.
     let nodes = s.ok(&["get", "nodes", "-o", "wide"]);
     assert!(

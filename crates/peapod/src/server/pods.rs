@@ -475,8 +475,16 @@ pub async fn replace(
     ))
 }
 
-/// `DELETE pods/NAME`: stops and removes the pod, then answers with its last state
-/// (carrying deletionTimestamp); a GET afterwards is 404.
+/// Pods being deleted in the background (by uid).
+fn deleting() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(Default::default)
+}
+
+/// `DELETE pods/NAME`: graceful. The engine stops and removes the pod in the background;
+/// if that is done within a second the answer is the pod's last state (a GET afterwards is
+/// 404), otherwise the pod marked with deletionTimestamp, and watchers see it go (DELETED).
 pub async fn delete(
     State(st): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
@@ -498,28 +506,66 @@ pub async fn delete(
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|x| x == "All"));
     let st2 = st.clone();
-    let obj = blocking(move || {
+    let (mut pod, view) = blocking(move || {
         let (pods, _) = st2.cache.sync(&st2.engine)?;
-        let mut pod = find(&pods, &ns, &name).ok_or_else(|| ApiError::not_found("pods", &name))?;
-        let spec_grace = pod
-            .pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30);
-        let g = grace.unwrap_or(spec_grace).max(0);
-        if pod.pointer("/metadata/deletionTimestamp").is_none() {
-            pod["metadata"]["deletionTimestamp"] =
-                serde_json::to_value(k8s_time(Utc::now() + chrono::Duration::seconds(g)))
-                    .unwrap_or_default();
-            pod["metadata"]["deletionGracePeriodSeconds"] = json!(g);
-        }
-        if dry {
-            return Ok(pod);
-        }
+        let pod = find(&pods, &ns, &name).ok_or_else(|| ApiError::not_found("pods", &name))?;
         let view = st2.engine.find_pod(&ns, &name)?;
-        st2.engine.delete_pod(&view, grace)?;
-        st2.cache.sync(&st2.engine)?;
-        Ok(pod)
+        Ok((pod, view))
     })
     .await?;
-    Ok(respond(StatusCode::OK, &obj, &headers, &q))
+    let spec_grace = pod
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    let g = grace.unwrap_or(spec_grace).max(0);
+    if pod.pointer("/metadata/deletionTimestamp").is_none() {
+        pod["metadata"]["deletionTimestamp"] =
+            serde_json::to_value(k8s_time(Utc::now() + chrono::Duration::seconds(g)))
+                .unwrap_or_default();
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(g);
+    }
+    if dry {
+        return Ok(respond(StatusCode::OK, &pod, &headers, &q));
+    }
+    let uid = view.uid.clone();
+    let fresh = deleting()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(uid.clone());
+    if fresh {
+        let st2 = st.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = st2.engine.delete_pod(&view, grace);
+            deleting()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
+            let _ = st2.cache.sync(&st2.engine);
+            if let Err(e) = &result {
+                eprintln!("deleting pod {}/{}: {e:#}", view.namespace(), view.name());
+            }
+            result
+        });
+        match tokio::time::timeout(std::time::Duration::from_secs(1), task).await {
+            Ok(Ok(Err(e))) => return Err(ApiError::from_engine(&e)),
+            Ok(_) => return Ok(respond(StatusCode::OK, &pod, &headers, &q)),
+            Err(_) => {}
+        }
+    }
+    // Still stopping: the pod as it is now, Terminating.
+    let (pods, _) = sync(&st).await?;
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(respond(
+        StatusCode::OK,
+        &find(&pods, &ns, &name).unwrap_or(pod),
+        &headers,
+        &q,
+    ))
 }
