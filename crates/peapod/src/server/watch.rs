@@ -80,8 +80,9 @@ impl Cache {
     /// Reads the engine's pods and records what changed; returns every pod (with its
     /// resourceVersion) and the current resourceVersion. Blocking.
     pub fn sync(&self, engine: &Engine) -> anyhow::Result<(Vec<Value>, u64)> {
-        let views = engine.list_pods(None)?;
+        // Read under the lock, so a slower reader never records an older state after a newer.
         let mut inner = self.lock();
+        let views = engine.list_pods(None)?;
         let mut seen = HashMap::new();
         let mut out = Vec::with_capacity(views.len());
         let mut events = Vec::new();
