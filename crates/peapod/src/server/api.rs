@@ -33,6 +33,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/namespaces/{ns}/pods/{name}/exec",
             get(exec::exec).post(exec::spdy),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/attach",
+            get(exec::unsupported).post(exec::unsupported),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/portforward",
+            get(exec::unsupported).post(exec::unsupported),
+        )
         .route("/api/v1/events", get(others::events_all))
         .route("/api/v1/namespaces/{ns}/events", get(others::events))
         .route("/api/v1/nodes", get(others::nodes))

@@ -34,6 +34,23 @@ pub async fn spdy() -> Response {
     .into_response()
 }
 
+/// `pods/attach` and `pods/portforward`: not served yet, said plainly.
+pub async fn unsupported(req: axum::extract::Request) -> Response {
+    let what = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    ApiError::new(
+        405,
+        "MethodNotAllowed",
+        format!("peapod does not support pods/{what} yet (kubectl exec works)"),
+    )
+    .into_response()
+}
+
 /// How a session runs.
 struct Session {
     cmd: std::process::Command,
