@@ -704,7 +704,7 @@ impl Engine {
         if config.netns.as_ref().is_some_and(|p| !p.exists()) {
             self.ensure_network(&mut config)?;
         }
-        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let exe = crate::engine::self_exe();
         let mut cmd = Command::new(exe);
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
@@ -829,8 +829,11 @@ impl Engine {
         let _lock = self.global_lock()?;
         let dir = self.container_dir(&config.id);
         let mut errors: Vec<String> = Vec::new();
-        if let Err(e) = self.runtime_of(config).delete(&config.id) {
-            errors.push(format!("deleting the runtime container: {e}"));
+        let infra = config.pod.as_ref().is_some_and(|l| l.infra);
+        if !infra {
+            if let Err(e) = self.runtime_of(config).delete(&config.id) {
+                errors.push(format!("deleting the runtime container: {e}"));
+            }
         }
         if let Err(e) = peapod_image::rootfs::unmount(&dir.join("rootfs")) {
             errors.push(format!("unmounting the root filesystem: {e}"));
@@ -931,6 +934,13 @@ impl Engine {
         self.load(id)?
             .ok_or_else(|| user_error(format!("No such container: {id}")))
     }
+}
+
+/// The running peapod binary, for re-executing itself as a monitor or infra process.
+/// `/proc/self/exe` still works after the file was replaced on disk (an upgrade, a rebuild),
+/// when the path `current_exe` reports ends in " (deleted)".
+pub fn self_exe() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
 }
 
 /// The process defaults an image config gives (Entrypoint, Cmd, Env, WorkingDir, User).

@@ -92,7 +92,7 @@ fn setup(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<Option
     .context("making mounts private")?;
     let pid1 = if share_pid {
         unshare(CloneFlags::CLONE_NEWPID).context("creating the pod's pid namespace")?;
-        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let exe = crate::engine::self_exe();
         let mut child = std::process::Command::new(exe)
             .args(["infra", "--pid1", "--hostname", hostname])
             .stdin(std::process::Stdio::null())

@@ -412,7 +412,8 @@ impl Engine {
             endpoint: None,
             mounts: Vec::new(),
             ports: Vec::new(),
-            runtime: std::env::current_exe().context("locating the peapod binary")?,
+            // Not run by an OCI runtime: the infra is peapod itself.
+            runtime: PathBuf::from("peapod-infra"),
             cgroups_path: String::new(),
             phase: Phase::Creating,
             labels: pod_labels(pod, "POD"),
@@ -488,7 +489,7 @@ impl Engine {
         infra.phase = Phase::Created;
         peapod_store::write_json(&dir.join("container.json"), &infra)?;
 
-        let exe = std::env::current_exe().context("locating the peapod binary")?;
+        let exe = crate::engine::self_exe();
         let mut cmd = Command::new(exe);
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);

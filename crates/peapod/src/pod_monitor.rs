@@ -120,7 +120,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         .find(|c| c.config.pod.as_ref().is_some_and(|l| l.infra))
         .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?
         .config;
-    let exe = std::env::current_exe().context("locating the peapod binary")?;
+    let exe = crate::engine::self_exe();
     let mut cmd = Command::new(exe);
     cmd.arg("infra").arg("--hostname").arg(&infra.hostname);
     if let Some(pin) = &infra.netns {
