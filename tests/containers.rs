@@ -337,6 +337,31 @@ fn exec_and_logs_behave_like_docker() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
     assert!(p.ps_line("fg").is_none());
 
+    // Foreground -i: stdin reaches the container and its end ends `cat`.
+    let mut child = p
+        .cmd(&["run", "-i", "--rm", "busybox", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed into run -i\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed into run -i\n");
+    // Foreground -t: a terminal in the container, its exit code ours.
+    let o = p.run(&["run", "-t", "--rm", "busybox", "sh", "-c", "tty; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("/dev/pts/0"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
     // logs -f ends when the container exits.
     p.ok(&[
         "run",

@@ -1,6 +1,7 @@
 //! The `peapod` binary: the docker-style CLI over the engine, and the hidden `monitor`
 //! entry point the engine re-executes once per running container.
 
+mod attach;
 mod config;
 mod crilog;
 mod engine;
@@ -703,11 +704,6 @@ fn require_image(args: &RunArgs) -> Result<()> {
 
 fn run(engine: &Engine, args: &RunArgs, out: &mut impl Write) -> Result<i32> {
     require_image(args)?;
-    if args.interactive && !args.detach {
-        anyhow::bail!(engine::user_error(
-            "attaching stdin to a foreground container is not supported yet: use `run -d -i` and `exec -i`"
-        ));
-    }
     let config = engine.create(&args.options())?;
     let c = engine.reload(&config.id)?;
     if let Err(e) = engine.start(&c, !args.detach) {
@@ -720,11 +716,22 @@ fn run(engine: &Engine, args: &RunArgs, out: &mut impl Write) -> Result<i32> {
         writeln!(out, "{}", config.id)?;
         return Ok(0);
     }
-    // Foreground: stream the log until the container exits, then exit with its code.
-    logs(engine, &config.id, true, None, false)?;
+    // Foreground: attached to the monitor before the container starts (stdin with -i, the
+    // terminal with -t), until the container exits; then its exit code is ours.
+    let socket = attach::socket_path(&engine.paths.run, &config.id);
+    let stream = std::os::unix::net::UnixStream::connect(&socket)
+        .with_context(|| format!("attaching to container {}", config.name))?;
+    let sent = attach::run_client(stream, args.interactive, args.tty)
+        .with_context(|| format!("attached to container {}", config.name))?;
+    // The monitor has recorded the exit once it lets go of its lock.
+    engine::wait_until(Duration::from_secs(10), || {
+        !peapod_store::Lock::is_held(&engine.container_dir(&config.id).join("monitor.lock"))
+            .unwrap_or(false)
+    });
     let done = engine.reload(&config.id)?;
-    let code = match done.state {
-        State::Exited { code, .. } => code,
+    let code = match (sent, &done.state) {
+        (_, State::Exited { code, .. }) => *code,
+        (Some(code), _) => code,
         _ => 125,
     };
     if args.rm {
@@ -732,7 +739,6 @@ fn run(engine: &Engine, args: &RunArgs, out: &mut impl Write) -> Result<i32> {
     }
     Ok(code)
 }
-
 fn ps(engine: &Engine, all: bool, quiet: bool, no_trunc: bool, out: &mut impl Write) -> Result<()> {
     let now = Utc::now();
     let containers: Vec<_> = engine

@@ -8,8 +8,9 @@
 //! (except tearing down its own container for `--rm`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -40,15 +41,29 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     let dir = engine.container_dir(id);
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
-    match start(engine, id) {
+    // A foreground `run` attaches before the container starts, so no output is missed.
+    let listener = if attached {
+        let path = crate::attach::socket_path(&engine.paths.run, id);
+        peapod_store::create_dir_all(path.parent().expect("socket has a parent"))?;
+        let _ = fs::remove_file(&path);
+        Some(UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?)
+    } else {
+        None
+    };
+    match start(engine, id, listener.as_ref()) {
         Ok(started) => {
-            println!("ok");
+            if listener.is_none() {
+                println!("ok");
+            }
             let _ = io::stdout().flush();
             // The CLI is gone or going: nothing more goes to the pipe.
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
             }
             let result = supervise(engine, started, &mask);
+            if listener.is_some() {
+                let _ = fs::remove_file(crate::attach::socket_path(&engine.paths.run, id));
+            }
             let config = peapod_store::read_json::<ContainerConfig>(&dir.join("container.json"))?;
             drop(lock);
             if let Some(config) = config {
@@ -71,7 +86,7 @@ pub(crate) enum Output {
     Pipes {
         stdout: OwnedFd,
         stderr: OwnedFd,
-        _stdin: Option<OwnedFd>,
+        stdin: Option<OwnedFd>,
     },
 }
 
@@ -83,9 +98,11 @@ struct Started {
     output: Output,
     log: File,
     _proxy: Option<peapod_sandbox::ports::Proxy>,
+    /// The attached foreground client, if any.
+    client: Option<UnixStream>,
 }
 
-fn start(engine: &Engine, id: &str) -> Result<Started> {
+fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Started> {
     nix::sys::prctl::set_child_subreaper(true)
         .context("becoming the subreaper of the container")?;
     let dir = engine.container_dir(id);
@@ -101,6 +118,17 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
             Some(peapod_sandbox::ports::spawn(&config.ports, ep.ip).context("publishing ports")?)
         }
         _ => None,
+    };
+    let client = match attach {
+        Some(listener) => {
+            println!("ok");
+            let _ = io::stdout().flush();
+            Some(
+                accept_within(listener, Duration::from_secs(30))
+                    .context("waiting for the client to attach")?,
+            )
+        }
+        None => None,
     };
     if let Err(e) = runtime.start(id) {
         let _ = runtime.delete(id);
@@ -121,7 +149,22 @@ fn start(engine: &Engine, id: &str) -> Result<Started> {
         output,
         log,
         _proxy: proxy,
+        client,
     })
+}
+
+/// Accepts one connection, giving up after `limit`.
+fn accept_within(listener: &UnixListener, limit: Duration) -> Result<UnixStream> {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(n) if n > 0 => Ok(listener.accept()?.0),
+        Ok(_) => Err(anyhow!("no client attached within {} s", limit.as_secs())),
+        Err(e) => Err(e).context("polling the attach socket"),
+    }
 }
 
 /// `runtime create` of a container whose bundle exists: stdio wired to a pty (received
@@ -186,7 +229,7 @@ pub(crate) fn create_in_runtime(
         Output::Pipes {
             stdout: out_r,
             stderr: err_r,
-            _stdin: keep,
+            stdin: keep,
         }
     };
     let pid: i32 = fs::read_to_string(&pid_file)
@@ -210,9 +253,16 @@ pub(crate) fn output_streams(output: &Output) -> Result<Vec<(OwnedFd, LineSplitt
 
 /// Copies output to the log until the container's init exits, then records the exit.
 fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
+    use crate::attach;
     let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("creating the signalfd")?;
     let mut streams = output_streams(&s.output)?;
+    // The attach frame kind of each stream, kept in step with `streams`.
+    let mut kinds: Vec<u8> = match s.output {
+        Output::Tty(_) => vec![attach::STDOUT],
+        Output::Pipes { .. } => vec![attach::STDOUT, attach::STDERR],
+    };
+    let mut client_buf: Vec<u8> = Vec::new();
     let mut exit: Option<i32> = reap(s.pid);
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -226,10 +276,13 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
             Some(_) => PollTimeout::from(50u16),
             None => PollTimeout::NONE,
         };
-        let mut fds: Vec<PollFd> = Vec::with_capacity(streams.len() + 1);
+        let mut fds: Vec<PollFd> = Vec::with_capacity(streams.len() + 2);
         fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
         for (fd, _) in &streams {
             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(c) = &s.client {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -252,6 +305,11 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
                 Ok(0) | Err(Errno::EIO) => closed.push(i),
                 Ok(n) => {
                     let _ = splitter.feed(&buf[..n], Utc::now(), &mut s.log);
+                    if let Some(c) = s.client.as_mut() {
+                        if c.write_all(&attach::frame(kinds[i], &buf[..n])).is_err() {
+                            s.client = None;
+                        }
+                    }
                 }
                 Err(Errno::EINTR | Errno::EAGAIN) => {}
                 Err(_) => closed.push(i),
@@ -259,7 +317,12 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
         }
         for i in closed.into_iter().rev() {
             let (_, mut splitter) = streams.remove(i);
+            kinds.remove(i);
             let _ = splitter.finish(Utc::now(), &mut s.log);
+        }
+        // The client, when polled, is the last entry.
+        if s.client.is_some() && ready.last().copied().unwrap_or(false) {
+            handle_client_input(&mut s, &mut client_buf, &mut buf);
         }
         if exit.is_some() && drain_deadline.is_none() {
             // Output still buffered in the pipes or the pty is read for a bounded time.
@@ -277,9 +340,46 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
         &engine.container_dir(&s.config.id).join("status.json"),
         &s.status,
     )?;
+    if let Some(c) = s.client.as_mut() {
+        let _ = c.write_all(&attach::frame(attach::EXIT, code.to_string().as_bytes()));
+    }
     // Releases the runtime's state and the container's cgroup right away.
     s.runtime.delete(&s.config.id)?;
     Ok(())
+}
+
+/// Reads what the attached client sent: stdin bytes, stdin's end, terminal resizes. A
+/// client that went away leaves the container running (as `docker run` detached).
+fn handle_client_input(s: &mut Started, pending: &mut Vec<u8>, buf: &mut [u8]) {
+    use crate::attach;
+    let Some(c) = s.client.as_mut() else { return };
+    let n = match c.read(buf) {
+        Ok(0) | Err(_) => {
+            s.client = None;
+            return;
+        }
+        Ok(n) => n,
+    };
+    pending.extend_from_slice(&buf[..n]);
+    for (kind, payload) in attach::take_frames(pending) {
+        match (kind, &mut s.output) {
+            (attach::STDIN, Output::Tty(master)) => {
+                let _ = nix::unistd::write(&*master, &payload);
+            }
+            (attach::STDIN, Output::Pipes { stdin: Some(w), .. }) => {
+                let _ = nix::unistd::write(&*w, &payload);
+            }
+            (attach::CLOSE_STDIN, Output::Pipes { stdin, .. }) => {
+                *stdin = None;
+            }
+            (attach::RESIZE, Output::Tty(master)) if payload.len() == 4 => {
+                let rows = u16::from_be_bytes([payload[0], payload[1]]);
+                let cols = u16::from_be_bytes([payload[2], payload[3]]);
+                let _ = peapod_sys::set_winsize(master.as_fd(), peapod_sys::WinSize { rows, cols });
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling (only) thread so they can be
