@@ -82,3 +82,57 @@ fn pull_by_cli_and_by_pods() {
         p.ok(&["delete", "pod", pod, "--now"]);
     }
 }
+
+#[test]
+fn login_then_pull_from_a_private_registry_and_prune() {
+    let p = Peapod::new();
+    let registry = Registry::start(Auth::Basic("alice", "s3cret"));
+    let addr = registry.addr();
+    registry.push(
+        common::busybox_archive(),
+        "private/bb:2",
+        "v2s2",
+        Some("alice:s3cret"),
+    );
+    let auth_file = p.root.join("auth.json");
+    let with_auth = |args: &[&str]| {
+        p.cmd(args)
+            .env("REGISTRY_AUTH_FILE", &auth_file)
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let reference = format!("{addr}/private/bb:2");
+    let o = with_auth(&["pull", "-q", &reference]);
+    assert!(!o.status.success(), "pulled without credentials");
+    let o = with_auth(&["login", "-u", "alice", "-p", "s3cret", &addr]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "Login Succeeded");
+    let o = with_auth(&["pull", "-q", &reference]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), reference);
+    let o = with_auth(&["logout", &addr]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Removing login credentials"));
+
+    // Prune never removes an image a container uses (both tags name the same image here);
+    // once unused, `-a` removes it with its layers.
+    p.ok(&["run", "-d", "--name", "user", "busybox", "sleep", "1000"]);
+    let out = p.ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let kept = p.ok(&["images"]);
+    assert!(
+        kept.contains("private/bb") && kept.contains("busybox"),
+        "{kept}"
+    );
+    p.ok(&["rm", "-f", "user"]);
+    p.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(
+        p.ok(&["images"]).lines().count(),
+        1,
+        "only the header is left"
+    );
+    let layers = std::fs::read_dir(p.root.join("lib/image/layers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(layers, 0);
+}

@@ -213,6 +213,27 @@ enum Cmd {
         /// Image reference (`busybox`, `registry:5000/x:1`, `name@sha256:…`).
         image: String,
     },
+    /// Store credentials for a registry (checked by the next pull).
+    Login {
+        /// Username.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password.
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Registry (default docker.io).
+        #[arg(default_value = "docker.io")]
+        registry: String,
+    },
+    /// Remove the credentials for a registry.
+    Logout {
+        /// Registry (default docker.io).
+        #[arg(default_value = "docker.io")]
+        registry: String,
+    },
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -272,6 +293,15 @@ enum Cmd {
 enum ImageCmd {
     /// Load images from an OCI or `docker save` archive.
     Load(LoadArgs),
+    /// Remove unused images and unreferenced layers.
+    Prune {
+        /// Every image no container uses, not only untagged ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (peapod never asks; accepted for Docker's scripts).
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Pull an image from a registry.
     Pull {
         /// Print only the image reference.
@@ -647,6 +677,30 @@ fn dispatch(cli: Cli) -> Result<i32> {
             pull::pull(&engine, &image, quiet, &mut out)
         }
         Cmd::Image(ImageCmd::Load(args)) | Cmd::Load(args) => load(&engine, &args, &mut out),
+        Cmd::Image(ImageCmd::Prune { all, force: _ }) => pull::prune(&engine, all, &mut out),
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            registry,
+        } => {
+            let password = if password_stdin {
+                let mut p = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut p)
+                    .context("reading the password from stdin")?;
+                p.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                password.unwrap_or_default()
+            };
+            pull::login(
+                &registry,
+                &username.unwrap_or_default(),
+                &password,
+                &mut out,
+            )
+        }
+        Cmd::Logout { registry } => pull::logout(&registry, &mut out),
         Cmd::Image(ImageCmd::Ls) | Cmd::Images => {
             images(&engine, &mut out)?;
             Ok(0)

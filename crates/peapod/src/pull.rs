@@ -140,3 +140,72 @@ pub fn pull(engine: &Engine, image: &str, quiet: bool, out: &mut impl Write) -> 
     writeln!(out, "{}", pulled.tagged.unwrap_or(pulled.repo_digest))?;
     Ok(0)
 }
+
+/// Where `login` writes: `$REGISTRY_AUTH_FILE`, else Docker's `config.json`.
+fn login_file() -> Result<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = var("REGISTRY_AUTH_FILE") {
+        return Ok(p.into());
+    }
+    if let Some(d) = var("DOCKER_CONFIG") {
+        return Ok(std::path::Path::new(&d).join("config.json"));
+    }
+    let home = var("HOME").ok_or_else(|| {
+        crate::engine::user_error("HOME is not set: cannot find ~/.docker/config.json")
+    })?;
+    Ok(std::path::Path::new(&home).join(".docker/config.json"))
+}
+
+/// `peapod login [-u USER] [-p PASS | --password-stdin] [REGISTRY]`: stores the
+/// credentials where Docker and Podman read them; every later pull (also by pods) uses
+/// them. Unlike Docker, nothing is sent to the registry until then.
+pub fn login(registry: &str, user: &str, password: &str, out: &mut impl Write) -> Result<i32> {
+    if user.is_empty() || password.is_empty() {
+        anyhow::bail!(crate::engine::user_error(
+            "login needs a username (-u) and a password (-p or --password-stdin)"
+        ));
+    }
+    let file = login_file()?;
+    peapod_image::save_credentials(&file, registry, user, password).map_err(|e| {
+        crate::engine::user_error(format!("saving credentials in {}: {e}", file.display()))
+    })?;
+    writeln!(out, "Login Succeeded")?;
+    Ok(0)
+}
+
+/// `peapod logout [REGISTRY]`.
+pub fn logout(registry: &str, out: &mut impl Write) -> Result<i32> {
+    let file = login_file()?;
+    let removed = peapod_image::remove_credentials(&file, registry)
+        .map_err(|e| crate::engine::user_error(format!("editing {}: {e}", file.display())))?;
+    if removed {
+        writeln!(out, "Removing login credentials for {registry}")?;
+        Ok(0)
+    } else {
+        eprintln!("Not logged in to {registry}.");
+        Ok(0)
+    }
+}
+
+/// `peapod image prune [-a]`: dangling (with `-a` every unused) images, then unreferenced
+/// blobs and layers; never an image a container or pod uses.
+pub fn prune(engine: &Engine, all: bool, out: &mut impl Write) -> Result<i32> {
+    let in_use: Vec<String> = engine
+        .list()?
+        .into_iter()
+        .map(|c| c.config.image_id)
+        .collect();
+    let report = engine.images()?.prune(&in_use, all)?;
+    for u in &report.untagged {
+        writeln!(out, "untagged: {u}")?;
+    }
+    for i in &report.images {
+        writeln!(out, "deleted: {i}")?;
+    }
+    writeln!(
+        out,
+        "Total reclaimed space: {}",
+        crate::format::human_size(report.reclaimed_bytes)
+    )?;
+    Ok(0)
+}
