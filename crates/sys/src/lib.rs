@@ -27,21 +27,34 @@ pub struct WinSize {
 /// Reads the window size of the terminal `fd` refers to (`TIOCGWINSZ`).
 pub fn get_winsize(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<WinSize> {
     use std::os::fd::AsRawFd;
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live,
     // properly aligned local; the descriptor is borrowed, so it stays open during the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(WinSize { rows: ws.ws_row, cols: ws.ws_col })
+    Ok(WinSize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    })
 }
 
 /// Sets the window size of the terminal `fd` refers to (`TIOCSWINSZ`): the foreground
 /// process group of its session gets SIGWINCH.
 pub fn set_winsize(fd: std::os::fd::BorrowedFd<'_>, size: WinSize) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ only reads one `winsize` through the pointer, which points at a
     // live local; the descriptor is borrowed, so it stays open during the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
