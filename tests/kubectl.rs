@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eth0_addr_mac, Peapod};
+use common::{eth0_addr_mac, example, manifest, Peapod};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -126,21 +126,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(name),
-    )
-    .unwrap()
-}
-
-fn manifest(p: &Peapod, name: &str, text: &str) -> String {
-    let path = p.root.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 /// The seed's three manifests (the hostPath under the test's root).

@@ -6,24 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{eth0_addr_mac, ns_inode, Peapod};
+use common::{eth0_addr_mac, example, manifest, ns_inode, Peapod};
 use serde_json::Value;
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// Writes a manifest into the test's root and returns its path.
-fn manifest(p: &Peapod, name: &str, text: &str) -> String {
-    let path = p.root.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 fn pod_json(p: &Peapod, name: &str) -> Value {
     serde_json::from_str(&p.ok(&["get", "pods", name, "-o", "json"])).unwrap()

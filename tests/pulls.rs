@@ -11,14 +11,8 @@ mod registry_support;
 
 use std::time::{Duration, Instant};
 
-use common::Peapod;
+use common::{manifest, Peapod};
 use registry_support::{Auth, Registry};
-
-fn manifest(p: &Peapod, name: &str, text: &str) -> String {
-    let path = p.root.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 #[test]
 fn pull_by_cli_and_by_pods() {

@@ -256,6 +256,23 @@ impl Drop for Peapod {
     }
 }
 
+/// One of the seed's manifests from `examples/`.
+pub fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Writes a manifest into the test's root and returns its path.
+pub fn manifest(p: &Peapod, name: &str, text: &str) -> String {
+    let path = p.root.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// eth0's `inet addr` and `HWaddr` from busybox ifconfig output.
 pub fn eth0_addr_mac(ifconfig: &str) -> (String, String) {
     let block: Vec<&str> = ifconfig
