@@ -539,6 +539,11 @@ fn bad_input_gets_clear_errors_and_nothing_is_made() {
     let (_, err) = p.fails(&["run", "-d", "--name", "dup", "busybox"]);
     assert!(err.contains("is already in use"), "{err}");
     assert!(p.ps_line("dup").unwrap().contains("Up"));
+    // Once removed, the name is free again.
+    let first = p.inspect("dup")["Id"].as_str().unwrap().to_string();
+    p.ok(&["rm", "-f", "dup"]);
+    let second = p.ok(&["run", "-d", "--name", "dup", "busybox", "sleep", "1000"]);
+    assert_ne!(second.trim(), first);
     // An unknown command exits 127 like Docker, and leaves a container to inspect/remove.
     let (code, err) = p.fails(&["run", "-d", "--name", "nocmd", "busybox", "no-such-command"]);
     assert_eq!(code, 127, "{err}");

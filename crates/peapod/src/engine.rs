@@ -164,6 +164,24 @@ impl Engine {
         Ok(Lock::exclusive(&self.paths.lib.join("containers.lock"))?)
     }
 
+    /// Claims `name` for container `id` in the name index (`lib/names/<name>` holds the id),
+    /// so creating a container never reads every record. Returns the id already holding the
+    /// name, if a live container does; a claim left by a creation that never committed is
+    /// taken over. Called under the global lock.
+    fn claim_name(&self, name: &str, id: &str) -> Result<Option<String>> {
+        let dir = self.paths.lib.join("names");
+        peapod_store::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        if let Ok(holder) = fs::read_to_string(&path) {
+            let holder = holder.trim().to_string();
+            if holder != id && self.container_dir(&holder).join("container.json").exists() {
+                return Ok(Some(holder));
+            }
+        }
+        peapod_store::atomic_write(&path, id.as_bytes())?;
+        Ok(None)
+    }
+
     /// Every container, newest first.
     pub fn list(&self) -> Result<Vec<Container>> {
         let dir = self.paths.containers();
@@ -405,19 +423,21 @@ impl Engine {
         // before the first resource exists, so `rm -f` can undo a creation killed halfway.
         {
             let _lock = self.global_lock()?;
-            let taken: Vec<String> = self.list()?.into_iter().map(|c| c.config.name).collect();
             config.name = match &opts_name {
                 Some(n) => {
-                    if taken.iter().any(|t| t == n) {
-                        let other = self.find(n)?;
+                    if let Some(other) = self.claim_name(n, &id)? {
                         bail!(user_error(format!(
-                            "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                            other.config.id
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
                         )));
                     }
                     n.clone()
                 }
-                None => generate_name(&taken),
+                None => loop {
+                    let candidate = generate_name(&[]);
+                    if self.claim_name(&candidate, &id)?.is_none() {
+                        break candidate;
+                    }
+                },
             };
             let staging = self.paths.containers().join(format!(".{id}"));
             peapod_store::create_dir_all(&staging)?;
@@ -861,6 +881,10 @@ impl Engine {
                     }
                 }
             }
+        }
+        let name_file = self.paths.lib.join("names").join(&config.name);
+        if fs::read_to_string(&name_file).is_ok_and(|holder| holder.trim() == config.id) {
+            let _ = fs::remove_file(&name_file);
         }
         let log = self.log_path(config);
         if let Err(e) = fs::remove_file(&log) {

@@ -138,7 +138,8 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
         };
-        let containers = self.list()?;
+        // Container records are read only when some pod's monitor is gone.
+        let mut containers = None;
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
@@ -153,7 +154,7 @@ impl Engine {
             if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
                 continue;
             }
-            out.push(self.view(pod, &uid, &containers)?);
+            out.push(self.view(pod, &uid, &mut containers)?);
         }
         out.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
         Ok(out)
@@ -161,10 +162,30 @@ impl Engine {
 
     /// A pod by namespace and name.
     pub fn find_pod(&self, namespace: &str, name: &str) -> Result<PodView> {
-        self.list_pods(Some(namespace))?
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| user_error(format!("pods \"{name}\" not found")))
+        let not_found = || user_error(format!("pods \"{name}\" not found"));
+        let entries = match fs::read_dir(self.pods_dir()) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(e).context("reading the pods directory"),
+        };
+        // Only the manifests are read to find it; its status is computed for it alone.
+        for entry in entries.flatten() {
+            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if uid.starts_with('.') {
+                continue;
+            }
+            let Some(pod) = self.stored_pod(&uid)? else {
+                continue;
+            };
+            if pod.metadata.name.as_deref() == Some(name)
+                && pod.metadata.namespace.as_deref().unwrap_or("default") == namespace
+            {
+                return self.view(pod, &uid, &mut None);
+            }
+        }
+        Err(not_found())
     }
 
     /// The pod with its status: what the monitor observed, corrected by what is true now
@@ -173,7 +194,7 @@ impl Engine {
         &self,
         mut pod: Pod,
         uid: &str,
-        containers: &[crate::engine::Container],
+        containers: &mut Option<Vec<crate::engine::Container>>,
     ) -> Result<PodView> {
         let dir = self.pod_dir(uid);
         let created = pod
@@ -192,6 +213,10 @@ impl Engine {
             });
         let monitor_alive = Lock::is_held(&dir.join("monitor.lock"))?;
         if !monitor_alive {
+            if containers.is_none() {
+                *containers = Some(self.list()?);
+            }
+            let containers = containers.as_deref().unwrap_or_default();
             for oc in &mut observed.containers {
                 let Some(id) = oc
                     .container_id
@@ -439,6 +464,7 @@ impl Engine {
             peapod_store::create_dir_all(&staging)?;
             peapod_store::write_json(&staging.join("container.json"), &infra)?;
             fs::rename(&staging, &dir).with_context(|| format!("committing {}", dir.display()))?;
+            peapod_store::atomic_write(&self.pod_dir(uid).join("infra.id"), id.as_bytes())?;
         }
         if let Some(pin) = infra.netns.clone() {
             netns::create(&pin)

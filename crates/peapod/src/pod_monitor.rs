@@ -114,12 +114,12 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let pod = engine
         .stored_pod(uid)?
         .ok_or_else(|| anyhow!("pod {uid} has no record"))?;
-    let infra = engine
-        .pod_containers(uid)?
-        .into_iter()
-        .find(|c| c.config.pod.as_ref().is_some_and(|l| l.infra))
-        .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?
-        .config;
+    // The sandbox record's id is kept in the pod's directory: no scan of every container.
+    let infra_id = fs::read_to_string(engine.pod_dir(uid).join("infra.id"))
+        .with_context(|| format!("pod {uid} has no sandbox record"))?;
+    let infra: ContainerConfig =
+        peapod_store::read_json(&engine.container_dir(infra_id.trim()).join("container.json"))?
+            .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?;
     let exe = crate::engine::self_exe();
     let mut cmd = Command::new(exe);
     cmd.arg("infra").arg("--hostname").arg(&infra.hostname);
