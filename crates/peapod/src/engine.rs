@@ -892,22 +892,7 @@ impl Engine {
                 errors.push(format!("removing {}: {e}", log.display()));
             }
         }
-        if errors.is_empty() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    errors.push(format!("removing {}: {e}", dir.display()));
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "removing container {} left work undone: {}",
-                config.name,
-                errors.join("; ")
-            ))
-        }
+        finish_removal(&dir, errors, &format!("removing container {}", config.name))
     }
 
     /// `exec`: runs a process in the running container; returns its exit code.
@@ -998,6 +983,23 @@ pub fn oom_killed(cgroups_path: &str) -> bool {
                 .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
         })
         .unwrap_or(false)
+}
+
+/// The last step of a teardown: the record's directory goes only when every earlier step
+/// worked (so a retry still finds what is left); all failures are reported together.
+pub fn finish_removal(dir: &Path, mut errors: Vec<String>, what: &str) -> Result<()> {
+    if errors.is_empty() {
+        if let Err(e) = fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("removing {}: {e}", dir.display()));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("{what} left work undone: {}", errors.join("; ")))
+    }
 }
 
 /// The exit code of a finished process as a shell reports it.

@@ -130,16 +130,14 @@ impl Engine {
         )?)
     }
 
-    /// Every pod (in `namespace`, or all), with status.
-    pub fn list_pods(&self, namespace: Option<&str>) -> Result<Vec<PodView>> {
+    /// Every stored pod manifest with its uid (nothing else is read).
+    fn stored_pods(&self) -> Result<Vec<(String, Pod)>> {
         let dir = self.pods_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
         };
-        // Container records are read only when some pod's monitor is gone.
-        let mut containers = None;
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
@@ -148,9 +146,19 @@ impl Engine {
             if uid.starts_with('.') {
                 continue;
             }
-            let Some(pod) = self.stored_pod(&uid)? else {
-                continue;
-            };
+            if let Some(pod) = self.stored_pod(&uid)? {
+                out.push((uid, pod));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pod (in `namespace`, or all), with status.
+    pub fn list_pods(&self, namespace: Option<&str>) -> Result<Vec<PodView>> {
+        // Container records are read only when some pod's monitor is gone.
+        let mut containers = None;
+        let mut out = Vec::new();
+        for (uid, pod) in self.stored_pods()? {
             if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
                 continue;
             }
@@ -160,32 +168,16 @@ impl Engine {
         Ok(out)
     }
 
-    /// A pod by namespace and name.
+    /// A pod by namespace and name; only its status is computed.
     pub fn find_pod(&self, namespace: &str, name: &str) -> Result<PodView> {
-        let not_found = || user_error(format!("pods \"{name}\" not found"));
-        let entries = match fs::read_dir(self.pods_dir()) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-            Err(e) => return Err(e).context("reading the pods directory"),
-        };
-        // Only the manifests are read to find it; its status is computed for it alone.
-        for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if uid.starts_with('.') {
-                continue;
-            }
-            let Some(pod) = self.stored_pod(&uid)? else {
-                continue;
-            };
-            if pod.metadata.name.as_deref() == Some(name)
+        let found = self.stored_pods()?.into_iter().find(|(_, pod)| {
+            pod.metadata.name.as_deref() == Some(name)
                 && pod.metadata.namespace.as_deref().unwrap_or("default") == namespace
-            {
-                return self.view(pod, &uid, &mut None);
-            }
+        });
+        match found {
+            Some((uid, pod)) => self.view(pod, &uid, &mut None),
+            None => Err(user_error(format!("pods \"{name}\" not found"))),
         }
-        Err(not_found())
     }
 
     /// The pod with its status: what the monitor observed, corrected by what is true now
@@ -625,21 +617,7 @@ impl Engine {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let _ = fs::remove_dir_all(self.pod_log_dir(&ns, &name, uid));
         }
-        if errors.is_empty() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    errors.push(format!("removing {}: {e}", dir.display()));
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "deleting the pod left work undone: {}",
-                errors.join("; ")
-            ))
-        }
+        crate::engine::finish_removal(&dir, errors, "deleting the pod")
     }
 }
 
