@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::engine::{user_error, Container, Engine};
 use crate::pod::Applied;
-use crate::record::State;
 
 /// Reads manifests from files, directories (their *.yaml, *.yml, *.json) or `-` (stdin).
 fn read_manifests(files: &[String]) -> Result<Vec<(String, String)>> {
@@ -176,7 +175,6 @@ pub fn get(
             } else {
                 serde_json::json!({"apiVersion": "v1", "kind": "List", "items": pods, "metadata": {"resourceVersion": ""}})
             };
-            let value = with_kind(value);
             if fmt == "json" {
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
@@ -189,11 +187,6 @@ pub fn get(
         ))),
     }
     Ok(if missing > 0 { 1 } else { 0 })
-}
-
-/// k8s-openapi serialises `apiVersion`/`kind` for a Pod; items of a list too.
-fn with_kind(v: serde_json::Value) -> serde_json::Value {
-    v
 }
 
 fn serde_saphyr_to_string(v: &serde_json::Value) -> Result<String> {
@@ -353,12 +346,7 @@ pub fn pod_container(
         instances.first()
     };
     match found {
-        Some(c) => {
-            if !previous && name.is_some() && !matches!(c.state, State::Running { .. }) {
-                // exec reports this itself; logs of an exited container are fine.
-            }
-            Ok(c.clone())
-        }
+        Some(c) => Ok(c.clone()),
         None if previous => bail!(user_error(format!(
             "previous terminated container \"{chosen}\" in pod \"{pod}\" not found"
         ))),

@@ -332,7 +332,7 @@ impl Engine {
         let lock = self.pods_lock()?;
         if let Ok(existing) = self.find_pod(&namespace, &name) {
             if create_only {
-                bail!(UserErrorExt::already_exists(&name));
+                bail!(user_error(format!("pods \"{name}\" already exists")));
             }
             let mut old = existing.pod.clone();
             old.status = None;
@@ -641,15 +641,6 @@ pub fn pod_labels(pod: &Pod, container: &str) -> std::collections::BTreeMap<Stri
             container.to_string(),
         ),
     ])
-}
-
-/// Kubernetes-style errors for the CLI.
-struct UserErrorExt;
-
-impl UserErrorExt {
-    fn already_exists(name: &str) -> anyhow::Error {
-        user_error(format!("pods \"{name}\" already exists"))
-    }
 }
 
 /// A hostPath or emptyDir source path check shared by the monitor: `sub` joined under
