@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -740,12 +739,8 @@ impl Engine {
             .stderr(Stdio::null())
             .spawn()
             .context("starting the container monitor")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("reading the monitor's report")?;
-        let line = line.trim_end();
+        let line = read_report(&mut child, "the container monitor", MONITOR_REPORT_LIMIT)?;
+        let line = line.as_str();
         if line == "ok" {
             return Ok(());
         }
@@ -1002,6 +997,57 @@ pub fn finish_removal(dir: &Path, mut errors: Vec<String>, what: &str) -> Result
     }
 }
 
+/// How long a container monitor may take to report (it runs `runtime create` and `start`).
+pub const MONITOR_REPORT_LIMIT: Duration = Duration::from_secs(120);
+
+/// Reads the one-line report (`ok…` or `error: …`) that a re-executed peapod process
+/// (monitor, pod monitor, infra) writes on its stdout once ready, waiting at most `limit`.
+/// A child that does not report in time is killed, so no caller waits without a bound.
+/// An empty string means the child exited without reporting.
+pub fn read_report(child: &mut std::process::Child, what: &str, limit: Duration) -> Result<String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut stdout = child.stdout.take().expect("the child's stdout is piped");
+    let deadline = Instant::now() + limit;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !line.contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{what} did not report within {} s and was stopped",
+                limit.as_secs()
+            );
+        }
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e).with_context(|| format!("waiting for {what}")),
+        }
+        let n = stdout
+            .read(&mut chunk)
+            .with_context(|| format!("reading {what}'s report"))?;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&line)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_string())
+}
+
 /// The exit code of a finished process as a shell reports it.
 pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
@@ -1182,6 +1228,40 @@ mod tests {
         let n = generate_name(&[]);
         assert!(n.contains('_'));
         validate_name(&n).unwrap();
+    }
+
+    #[test]
+    fn reports_are_read_within_a_bound() {
+        let spawn = |script: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut ok = spawn("echo 'ok 42'; sleep 5");
+        assert_eq!(
+            read_report(&mut ok, "t", Duration::from_secs(5)).unwrap(),
+            "ok 42"
+        );
+        let _ = ok.kill();
+        let _ = ok.wait();
+        let mut silent = spawn("true");
+        assert_eq!(
+            read_report(&mut silent, "t", Duration::from_secs(5)).unwrap(),
+            ""
+        );
+        let _ = silent.wait();
+        let mut stuck = spawn("sleep 30");
+        let err =
+            read_report(&mut stuck, "the stuck child", Duration::from_millis(200)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the stuck child did not report within"),
+            "{err}"
+        );
+        // It was stopped and reaped (a `sleep 30` would still be running otherwise).
+        assert!(stuck.try_wait().unwrap().is_some());
     }
 
     #[test]

@@ -100,13 +100,12 @@ fn setup(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<Option
             .stderr(std::process::Stdio::null())
             .spawn()
             .context("starting the pod's pid namespace init")?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
-            &mut line,
-        )
-        .context("reading the pid namespace init's report")?;
-        if line.trim_end() != "ok" {
+        let line = crate::engine::read_report(
+            &mut child,
+            "the pod's pid namespace init",
+            std::time::Duration::from_secs(30),
+        )?;
+        if line != "ok" {
             anyhow::bail!("the pod's pid namespace init failed to start");
         }
         let pid = child.id() as i32;

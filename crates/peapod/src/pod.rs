@@ -520,13 +520,9 @@ impl Engine {
             .stderr(Stdio::null())
             .spawn()
             .context("starting the pod monitor")?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
-            &mut line,
-        )
-        .context("reading the pod monitor's report")?;
-        if line.trim_end() == "ok" {
+        let line =
+            crate::engine::read_report(&mut child, "the pod monitor", Duration::from_secs(60))?;
+        if line == "ok" {
             return Ok(());
         }
         let _ = child.wait();

@@ -70,6 +70,8 @@ struct PodMonitor<'a> {
     /// The init of the pod's shared pid namespace (shareProcessNamespace).
     pid_ns_owner: Option<i32>,
     infra_status: ContainerStatus,
+    /// Held while the monitor lives: the infra's `monitor.lock`.
+    _infra_lock: Option<Lock>,
     observed: ObservedPod,
     slots: Vec<Slot>,
     volumes_ready: bool,
@@ -140,13 +142,9 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting the infra process")?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
-        &mut line,
-    )
-    .context("reading the infra process's report")?;
-    let reported = line.trim_end();
+    let line =
+        crate::engine::read_report(&mut child, "the infra process", Duration::from_secs(30))?;
+    let reported = line.as_str();
     let pid_ns_owner: Option<i32> = match reported.strip_prefix("ok") {
         Some("") => None,
         Some(rest) => rest.trim().parse().ok(),
@@ -173,7 +171,6 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let infra_dir = engine.container_dir(&infra.id);
     peapod_store::write_json(&infra_dir.join("status.json"), &infra_status)?;
     let infra_lock = Lock::try_exclusive(&infra_dir.join("monitor.lock"))?;
-    std::mem::forget(infra_lock);
     let spec = pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
     for (init, list) in [
@@ -228,6 +225,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         infra_pid,
         pid_ns_owner,
         infra_status,
+        _infra_lock: infra_lock,
         observed,
         slots,
         volumes_ready: false,
@@ -1056,7 +1054,16 @@ impl PodMonitor<'_> {
         if self.infra_status.exit_code.is_none() {
             let pid = nix::unistd::Pid::from_raw(self.infra_pid);
             let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-            let _ = nix::sys::wait::waitpid(pid, None);
+            let gone = || {
+                !matches!(
+                    nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                    Ok(nix::sys::wait::WaitStatus::StillAlive)
+                )
+            };
+            if !crate::engine::wait_until(Duration::from_secs(5), gone) {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
             self.infra_status.exit_code = Some(0);
             self.infra_status.finished_at = Some(Utc::now());
             peapod_store::write_json(
