@@ -52,6 +52,12 @@ pub struct ObservedContainer {
     pub state: ObservedState,
     pub last_state: Option<ObservedState>,
     pub restart_count: i32,
+    /// Readiness as the monitor's probes decided it; `None`: ready iff running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Started (postStart done, startup probe passed); `None`: started iff running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<bool>,
 }
 
 /// Everything observed about a pod that its status is computed from.
@@ -320,10 +326,11 @@ fn container_status(
         };
     };
     let running = matches!(found.state, ObservedState::Running { .. });
+    let started = running && found.started.unwrap_or(true);
     let ready = if init && !is_restartable_init(container) {
         matches!(found.state, ObservedState::Terminated { exit_code: 0, .. })
     } else {
-        running
+        started && found.ready.unwrap_or(true)
     };
     ContainerStatus {
         name: container.name.clone(),
@@ -334,7 +341,7 @@ fn container_status(
         image: found.image.clone(),
         image_id: found.image_id.clone(),
         container_id: found.container_id.clone(),
-        started: Some(running),
+        started: Some(started),
         // The kubelet reports mounts only for containers the runtime has created.
         volume_mounts: found.container_id.as_ref().and(volume_mounts),
         ..ContainerStatus::default()
@@ -814,6 +821,8 @@ mod tests {
             state,
             last_state: None,
             restart_count: 0,
+            ready: None,
+            started: None,
         }
     }
 
@@ -1030,6 +1039,38 @@ mod tests {
             r.map(String::from),
             m.map(String::from),
         )
+    }
+
+    #[test]
+    fn a_failing_readiness_probe_keeps_the_pod_unready() {
+        let mut b = running("b");
+        b.ready = Some(false);
+        let status = pod_status(
+            &pod("Always", &[], &["a", "b"]),
+            &observed(vec![running("a"), b]),
+        );
+        let ready: Vec<bool> = status
+            .container_statuses
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.ready)
+            .collect();
+        assert_eq!(ready, [true, false]);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let c = conditions(&status);
+        assert!(c.contains(&cond(
+            "ContainersReady",
+            "False",
+            Some("ContainersNotReady"),
+            Some("containers with unready status: [b]")
+        )));
+        // A container whose startup probe has not passed is neither started nor ready.
+        let mut a = running("a");
+        a.started = Some(false);
+        let status = pod_status(&pod("Always", &[], &["a"]), &observed(vec![a]));
+        let a = &status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!((a.started, a.ready), (Some(false), false));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use peapod_sandbox::NetworkConfig;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// OCI runtime name or path (`--runtime` wins); none = crun where it works, else runc.
@@ -19,7 +19,29 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Registry settings for pulls.
     pub registries: RegistriesConfig,
+    /// `[restart]`: the kubelet's crash-loop back-off.
+    pub restart: RestartConfig,
 }
+
+/// `[restart]`: the back-off between restarts of a crashing container: immediate, then
+/// `backoff_initial_seconds`, doubling up to `backoff_max_seconds`; it starts over once a
+/// container has run for twice the maximum (ten minutes by default), as the kubelet does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestartConfig {
+    pub backoff_initial_seconds: f64,
+    pub backoff_max_seconds: f64,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial_seconds: 10.0,
+            backoff_max_seconds: 300.0,
+        }
+    }
+}
+
 
 /// `[registries]`: mirrors and registries reached without verified TLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -38,6 +60,7 @@ impl Default for Config {
             cgroup_parent: "peapod".into(),
             network: NetworkConfig::default(),
             registries: RegistriesConfig::default(),
+            restart: RestartConfig::default(),
         }
     }
 }
@@ -61,6 +84,18 @@ impl Config {
                 path.display(),
                 cfg.cgroup_parent
             );
+        }
+        let r = &cfg.restart;
+        for (key, v) in [
+            ("backoff_initial_seconds", r.backoff_initial_seconds),
+            ("backoff_max_seconds", r.backoff_max_seconds),
+        ] {
+            if !(v.is_finite() && (0.0..=86400.0).contains(&v)) {
+                anyhow::bail!(
+                    "invalid configuration file {}: restart.{key} = {v} must be a number of seconds between 0 and 86400",
+                    path.display()
+                );
+            }
         }
         Ok(cfg)
     }

@@ -11,6 +11,8 @@ mod inspect;
 mod kube;
 mod monitor;
 mod pod;
+mod plan;
+mod probe;
 mod pod_monitor;
 mod pull;
 mod record;
