@@ -6,38 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{eth0_addr_mac, example, manifest, ns_inode, Peapod};
+use common::{eth0_addr_mac, example, get_line, manifest, ns_inode, pod_json, wait_pod, Peapod};
 use serde_json::Value;
-
-fn pod_json(p: &Peapod, name: &str) -> Value {
-    serde_json::from_str(&p.ok(&["get", "pods", name, "-o", "json"])).unwrap()
-}
-
-fn get_line(p: &Peapod, name: &str) -> String {
-    p.ok(&["get", "pods"])
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Polls `get pods` until the pod's row matches READY and STATUS, or fails with the last row.
-fn wait_pod(p: &Peapod, name: &str, ready: &str, status: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let line = get_line(p, name);
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.get(1) == Some(&ready) && cols.get(2) == Some(&status) {
-            return line;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "pod {name} never reached {ready} {status}; last: {line:?}\n{}",
-            p.ok(&["describe", "pod", name])
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn ps_k8s(p: &Peapod, pod: &str) -> Vec<String> {
     p.ok(&["ps", "-a"])

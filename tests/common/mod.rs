@@ -273,6 +273,65 @@ pub fn manifest(p: &Peapod, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// `get pods NAME -o json`.
+pub fn pod_json(p: &Peapod, name: &str) -> Value {
+    serde_json::from_str(&p.ok(&["get", "pods", name, "-o", "json"])).unwrap()
+}
+
+/// The pod's row of `get pods`.
+pub fn get_line(p: &Peapod, name: &str) -> String {
+    p.ok(&["get", "pods"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls `get pods` until the pod's row matches READY and STATUS, or fails with the last row.
+pub fn wait_pod(p: &Peapod, name: &str, ready: &str, status: &str) -> String {
+    wait_pod_within(p, name, ready, status, std::time::Duration::from_secs(30))
+}
+
+/// [`wait_pod`] with its own limit.
+pub fn wait_pod_within(
+    p: &Peapod,
+    name: &str,
+    ready: &str,
+    status: &str,
+    limit: std::time::Duration,
+) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let line = get_line(p, name);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) == Some(&ready) && cols.get(2) == Some(&status) {
+            return line;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "pod {name} never reached {ready} {status}; last: {line:?}\n{}",
+            p.ok(&["describe", "pod", name])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Polls until `f` gives `Some`, or fails after `limit` with `what`.
+pub fn eventually<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// eth0's `inet addr` and `HWaddr` from busybox ifconfig output.
 pub fn eth0_addr_mac(ifconfig: &str) -> (String, String) {
     let block: Vec<&str> = ifconfig

@@ -42,7 +42,6 @@ impl Default for RestartConfig {
     }
 }
 
-
 /// `[registries]`: mirrors and registries reached without verified TLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

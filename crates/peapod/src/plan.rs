@@ -155,8 +155,13 @@ pub enum Run {
     Pending,
     /// A launch is under way.
     Starting,
-    Running { since: Instant },
-    Exited { code: i32, at: Instant },
+    Running {
+        since: Instant,
+    },
+    Exited {
+        code: i32,
+        at: Instant,
+    },
 }
 
 /// A lifecycle hook's progress.
@@ -176,7 +181,7 @@ pub enum Stop {
     /// A stop was decided (probe failure, failed postStart, termination); preStop not run.
     Requested,
     /// The preStop hook is running.
-    PreStop,
+    HookRunning,
     /// The preStop hook finished: the stop signal is next.
     PreStopped,
     /// The stop signal was sent at this time.
@@ -425,7 +430,6 @@ impl Observed {
             }
             return AfterExit::Done;
         }
-        s.restarts += 1;
         let b = desired.backoff;
         match s.backoff {
             Some(e) if now.saturating_duration_since(e.updated) <= b.reset => {
@@ -451,7 +455,7 @@ impl Observed {
     /// The preStop hook finished (either way, the stop signal comes next).
     pub fn pre_stop_done(&mut self, i: usize) {
         let s = &mut self.containers[i];
-        if s.stop == Stop::PreStop {
+        if s.stop == Stop::HookRunning {
             s.stop = Stop::PreStopped;
         }
     }
@@ -511,10 +515,13 @@ impl Observed {
                     if desired.containers[i].role == Role::App {
                         self.initialized = true;
                     }
+                    let restart = matches!(self.containers[i].run, Run::Exited { .. });
                     self.launching(i);
                     let s = &mut self.containers[i];
-                    // Renewing the back-off entry when a restart begins, as the kubelet does.
-                    if s.restarts > 0 {
+                    // A restart is counted, and its back-off entry renewed, when it begins,
+                    // as the kubelet does.
+                    if restart {
+                        s.restarts += 1;
                         let b = desired.backoff;
                         s.backoff = Some(BackoffEntry {
                             delay: match s.backoff {
@@ -534,7 +541,7 @@ impl Observed {
                 p.in_flight = true;
                 p.last_at = Some(now);
             }
-            Action::PreStop(i) => self.containers[i].stop = Stop::PreStop,
+            Action::PreStop(i) => self.containers[i].stop = Stop::HookRunning,
             Action::Terminate(i) => self.containers[i].stop = Stop::Signalled(now),
             Action::Kill(i) => self.containers[i].stop = Stop::Killed,
             Action::Finish => {}
@@ -675,8 +682,7 @@ fn plan_stops(desired: &Desired, observed: &Observed, now: Instant, plan: &mut P
     let deadline = observed.terminating;
     let mut others_running = false;
     for (i, s) in observed.containers.iter().enumerate() {
-        if desired.containers[i].role != Role::Sidecar && (s.running() || s.run == Run::Starting)
-        {
+        if desired.containers[i].role != Role::Sidecar && (s.running() || s.run == Run::Starting) {
             others_running = true;
             plan_stop_one(desired, observed, i, now, deadline, plan);
         }
@@ -749,7 +755,7 @@ fn plan_stop_one(
             plan.actions.push(Action::Terminate(i));
             plan.wake(now + desired.grace);
         }
-        Stop::PreStop => {}
+        Stop::HookRunning => {}
         Stop::Signalled(at) => {
             let kill_at = deadline.map_or(at + desired.grace, |d| d.min(at + desired.grace));
             if now >= kill_at {
@@ -885,7 +891,10 @@ mod tests {
         let mut o = Observed::new(&d);
         let now = Instant::now();
         assert_eq!(act(&d, &mut o, now), vec![Action::Start(vec![0])]);
-        assert!(act(&d, &mut o, now).is_empty(), "nothing while init 0 starts");
+        assert!(
+            act(&d, &mut o, now).is_empty(),
+            "nothing while init 0 starts"
+        );
         o.started_at(&d, 0, now);
         assert!(act(&d, &mut o, now).is_empty(), "nothing while init 0 runs");
         assert_eq!(o.exited(&d, 0, 0, now), AfterExit::Done);
@@ -1064,7 +1073,10 @@ mod tests {
         assert_eq!(p.wake_at, Some(t + secs(5)));
         assert!(!o.ready(&d, 0), "not ready before the first success");
         let t = t + secs(5);
-        assert_eq!(act(&d, &mut o, t), vec![Action::Probe(0, ProbeKind::Readiness)]);
+        assert_eq!(
+            act(&d, &mut o, t),
+            vec![Action::Probe(0, ProbeKind::Readiness)]
+        );
         assert!(act(&d, &mut o, t + secs(20)).is_empty(), "one at a time");
         assert_eq!(
             o.probe_result(&d, 0, ProbeKind::Readiness, true),
@@ -1081,7 +1093,14 @@ mod tests {
         for n in 1..=3 {
             act(&d, &mut o, t + secs(10 + 10 * n));
             let v = o.probe_result(&d, 0, ProbeKind::Readiness, false);
-            assert_eq!(v, if n == 3 { ProbeVerdict::Ready(false) } else { ProbeVerdict::Same });
+            assert_eq!(
+                v,
+                if n == 3 {
+                    ProbeVerdict::Ready(false)
+                } else {
+                    ProbeVerdict::Same
+                }
+            );
         }
         assert!(!o.ready(&d, 0));
         assert!(o.containers[0].running(), "readiness never restarts");
@@ -1096,7 +1115,10 @@ mod tests {
         let mut o = Observed::new(&d);
         let t = Instant::now();
         o.started_at(&d, 0, t);
-        assert_eq!(act(&d, &mut o, t), vec![Action::Probe(0, ProbeKind::Startup)]);
+        assert_eq!(
+            act(&d, &mut o, t),
+            vec![Action::Probe(0, ProbeKind::Startup)]
+        );
         o.probe_result(&d, 0, ProbeKind::Startup, true);
         let mut both = act(&d, &mut o, t);
         both.sort_by_key(|a| format!("{a:?}"));
@@ -1122,10 +1144,7 @@ mod tests {
         // Not dead after the grace period: SIGKILL.
         assert_eq!(act(&d, &mut o, t + secs(31)), vec![Action::Kill(0)]);
         assert_eq!(o.exited(&d, 0, 137, t + secs(31)), AfterExit::Restart);
-        assert_eq!(
-            act(&d, &mut o, t + secs(31)),
-            vec![Action::Start(vec![0])]
-        );
+        assert_eq!(act(&d, &mut o, t + secs(31)), vec![Action::Start(vec![0])]);
     }
 
     #[test]
@@ -1137,10 +1156,16 @@ mod tests {
         let t = Instant::now();
         o.started_at(&d, 0, t);
         assert_eq!(act(&d, &mut o, t), vec![Action::PostStart(0)]);
-        assert!(act(&d, &mut o, t).is_empty(), "no probe while postStart runs");
+        assert!(
+            act(&d, &mut o, t).is_empty(),
+            "no probe while postStart runs"
+        );
         assert!(!o.started(&d, 0));
         o.post_start_done(0, true);
-        assert_eq!(act(&d, &mut o, t), vec![Action::Probe(0, ProbeKind::Startup)]);
+        assert_eq!(
+            act(&d, &mut o, t),
+            vec![Action::Probe(0, ProbeKind::Startup)]
+        );
         assert_eq!(
             o.probe_result(&d, 0, ProbeKind::Startup, false),
             ProbeVerdict::Restart

@@ -1,20 +1,24 @@
 //! The per-pod monitor (`peapod pod-monitor UID`): one small single-threaded process per
 //! pod, the parent and subreaper of the pod's infra process and containers. It prepares the
-//! volumes, runs the init containers one at a time, then the app containers, restarts them
-//! per restartPolicy with back-off, writes their CRI logs, records every start and exit
-//! durably (each container's `status.json`, the pod's `observed.json` and events), and on
-//! SIGTERM stops the containers (grace period, then SIGKILL) and the infra last.
+//! volumes and then executes what [`crate::plan`] decides: init containers in order
+//! (sidecars kept running), the app containers, restarts with the kubelet's back-off,
+//! probes, lifecycle hooks and the ordered stop. It writes the containers' CRI logs and
+//! records every start and exit durably (each container's `status.json`, the pod's
+//! `observed.json` and events). Network probes run on short-lived threads inside the pod's
+//! network namespace; exec probes and hooks are runtime `exec` children it reaps itself.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -29,26 +33,24 @@ use crate::engine::{proc_start_time, Engine};
 use crate::monitor::{
     close_inherited_fds, create_in_runtime, output_streams, reap_children, Output,
 };
+use crate::plan::{self, Action, AfterExit, ProbeKind, ProbeVerdict, Role};
 use crate::pod::{container_name, join_sub_path, pod_labels};
+use crate::probe::{NetworkCheck, ProbeOutcome};
 use crate::record::{ContainerConfig, ContainerStatus, MountRecord, NetworkMode, Phase, PodLink};
 
-const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The most of a termination message (or of a probe's output) that is kept, as the kubelet.
+const MESSAGE_LIMIT: usize = 4096;
 
 /// One container of the pod spec and what became of it.
 struct Slot {
     spec: Container,
     init: bool,
     attempt: u32,
-    restart_count: i32,
     state: ObservedState,
     last_state: Option<ObservedState>,
     container_id: Option<String>,
     image_id: String,
-    retry_at: Option<Instant>,
     running: Option<RunningContainer>,
-    /// An init container that finished with exit 0.
-    succeeded: bool,
 }
 
 struct RunningContainer {
@@ -57,8 +59,31 @@ struct RunningContainer {
     status: ContainerStatus,
     streams: Vec<(OwnedFd, LineSplitter)>,
     log: File,
+    stop_signal: i32,
     _output: Output,
     _lock: Lock,
+}
+
+/// What a job (a probe or a hook under way) is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    Probe(ProbeKind),
+    PostStart,
+    PreStop,
+}
+
+/// A probe or hook under way: a runtime `exec` child (`pid`), a network check on a thread
+/// (its result arrives on the channel) or a sleep (done at `deadline`).
+struct Job {
+    slot: usize,
+    attempt: u32,
+    kind: JobKind,
+    pid: Option<i32>,
+    sleep: bool,
+    deadline: Instant,
+    output: Option<PathBuf>,
+    /// For messages: the command or the check.
+    what: String,
 }
 
 struct PodMonitor<'a> {
@@ -74,10 +99,17 @@ struct PodMonitor<'a> {
     _infra_lock: Option<Lock>,
     observed: ObservedPod,
     slots: Vec<Slot>,
+    desired: plan::Desired,
+    plan: plan::Observed,
     volumes_ready: bool,
-    failed: bool,
-    terminating: Option<Instant>,
-    killed: bool,
+    volumes_retry: Option<Instant>,
+    jobs: BTreeMap<u64, Job>,
+    next_job: u64,
+    /// Network checks report here and write a byte to `wake_tx` so that poll returns.
+    results_tx: mpsc::Sender<(u64, ProbeOutcome)>,
+    results_rx: mpsc::Receiver<(u64, ProbeOutcome)>,
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
 }
 
 /// Entry point. Reports `ok` once the sandbox is up (or `error: …`), then runs the pod.
@@ -109,6 +141,27 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("creating the signalfd")?;
     pm.run_loop(&sigfd)
+}
+
+/// The planner's view of one container spec.
+fn container_plan(c: &Container, init: bool) -> plan::ContainerSpec {
+    let role = match (init, c.restart_policy.as_deref()) {
+        (true, Some("Always")) => Role::Sidecar,
+        (true, _) => Role::Init,
+        (false, _) => Role::App,
+    };
+    let mut spec = plan::ContainerSpec::new(role);
+    for (kind, probe) in [
+        (ProbeKind::Startup, &c.startup_probe),
+        (ProbeKind::Liveness, &c.liveness_probe),
+        (ProbeKind::Readiness, &c.readiness_probe),
+    ] {
+        spec.probes[kind as usize] = probe.as_ref().map(plan::ProbeTiming::from_probe);
+    }
+    let lifecycle = c.lifecycle.as_ref();
+    spec.post_start = lifecycle.and_then(|l| l.post_start.as_ref()).is_some();
+    spec.pre_stop = lifecycle.and_then(|l| l.pre_stop.as_ref()).is_some();
+    spec
 }
 
 fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
@@ -173,6 +226,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let infra_lock = Lock::try_exclusive(&infra_dir.join("monitor.lock"))?;
     let spec = pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
+    let mut specs = Vec::new();
     for (init, list) in [
         (true, spec.init_containers.clone().unwrap_or_default()),
         (false, spec.containers.clone()),
@@ -183,11 +237,11 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
             } else {
                 "PodInitializing"
             };
+            specs.push(container_plan(&c, init));
             slots.push(Slot {
                 spec: c,
                 init,
                 attempt: 0,
-                restart_count: 0,
                 state: ObservedState::Waiting {
                     reason: waiting.into(),
                     message: None,
@@ -195,12 +249,23 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
                 last_state: None,
                 container_id: None,
                 image_id: String::new(),
-                retry_at: None,
                 running: None,
-                succeeded: false,
             });
         }
     }
+    let restart = &engine.config.restart;
+    let desired = plan::Desired {
+        policy: plan::RestartPolicy::parse(spec.restart_policy.as_deref()),
+        containers: specs,
+        backoff: plan::BackoffPolicy::new(
+            Duration::from_secs_f64(restart.backoff_initial_seconds),
+            Duration::from_secs_f64(restart.backoff_max_seconds),
+        ),
+        grace: Duration::from_secs(
+            spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64
+        ),
+    };
+    let plan_state = plan::Observed::new(&desired);
     let observed = ObservedPod {
         sandbox_ready: true,
         pod_ip: infra
@@ -217,6 +282,10 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
             .map_or(now, crate::pod::chrono_time),
         containers: Vec::new(),
     };
+    let (wake_rx, wake_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+            .context("creating the probe pipe")?;
+    let (results_tx, results_rx) = mpsc::channel();
     let mut pm = PodMonitor {
         engine,
         uid: uid.to_string(),
@@ -228,11 +297,18 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         _infra_lock: infra_lock,
         observed,
         slots,
+        desired,
+        plan: plan_state,
         volumes_ready: false,
-        failed: false,
-        terminating: None,
-        killed: false,
+        volumes_retry: None,
+        jobs: BTreeMap::new(),
+        next_job: 0,
+        results_tx,
+        results_rx,
+        wake_rx,
+        wake_tx,
     };
+    pm.continue_from_previous_monitor();
     pm.save_observed()?;
     Ok(pm)
 }
@@ -245,39 +321,198 @@ fn host_ip() -> Option<String> {
     Some(sock.local_addr().ok()?.ip().to_string())
 }
 
-fn backoff(restarts: i32) -> Duration {
-    let factor = 1u32 << restarts.clamp(0, 10);
-    (BACKOFF_INITIAL * factor).min(BACKOFF_MAX)
+/// A signal by name (`SIGUSR1`, `USR1`) or number, as in a spec's or image's stop signal.
+fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..65).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().ok().map(|s| s as i32)
+}
+
+/// Kills a process and all its descendants (SIGKILL), children first found by `/proc`.
+fn kill_tree(pid: i32) {
+    let mut parents: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // The fields after the command name's closing parenthesis: state, ppid, ...
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<i32>().ok());
+            if let Some(pp) = ppid {
+                parents.entry(pp).or_default().push(p);
+            }
+        }
+    }
+    let mut order = vec![pid];
+    let mut i = 0;
+    while i < order.len() {
+        if let Some(children) = parents.get(&order[i]) {
+            order.extend(children.iter().copied());
+        }
+        i += 1;
+    }
+    for p in order.into_iter().rev() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+    }
+}
+
+/// The last `limit` bytes of a file, as text.
+fn tail_of(path: &std::path::Path, limit: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(limit as u64)));
+    let mut buf = Vec::new();
+    let _ = f.take(limit as u64).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The last lines of a CRI log, their content only (for FallbackToLogsOnError: 80 lines,
+/// 2048 bytes at most, as the kubelet).
+fn log_tail(path: &std::path::Path) -> String {
+    let text = tail_of(path, 64 * 1024);
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let (_, _, _, content) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            Some(content)
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(80);
+    lines.drain(..skip);
+    let mut out = lines.join("\n");
+    if out.len() > 2048 {
+        let mut cut = out.len() - 2048;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_string();
+    }
+    out
 }
 
 impl PodMonitor<'_> {
-    fn restart_policy(&self) -> String {
-        self.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or_else(|| "Always".into())
-    }
-
     fn event(&self, kind: &str, reason: &str, message: &str) {
         let _ = self.engine.record_event(&self.pod, kind, reason, message);
     }
 
-    fn save_observed(&mut self) -> Result<()> {
-        self.observed.containers = self
-            .slots
+    fn pod_name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// A monitor started again for a pod that had one (killed, or the host rebooted)
+    /// continues its history: restart counts, attempt numbers (new container names never
+    /// collide), and containers that were running count as exited with status unknown,
+    /// restarted per restartPolicy. Init containers run again, as the kubelet re-runs them
+    /// in a new sandbox.
+    fn continue_from_previous_monitor(&mut self) {
+        let path = self.engine.pod_dir(&self.uid).join("observed.json");
+        let Ok(Some(previous)) = peapod_store::read_json::<ObservedPod>(&path) else {
+            return;
+        };
+        let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
+        for c in self.engine.pod_containers(&self.uid).unwrap_or_default() {
+            if let Some(link) = c.config.pod.as_ref().filter(|l| !l.infra) {
+                let next = attempts.entry(link.container_name.clone()).or_default();
+                *next = (*next).max(link.attempt + 1);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            let name = self.slots[i].spec.name.clone();
+            let init = self.slots[i].init;
+            self.slots[i].attempt = attempts.get(&name).copied().unwrap_or(0);
+            let Some(pc) = previous
+                .containers
+                .iter()
+                .find(|c| c.name == name && c.init == init)
+            else {
+                continue;
+            };
+            self.plan.containers[i].restarts = pc.restart_count;
+            let slot = &mut self.slots[i];
+            slot.last_state = pc.last_state.clone();
+            slot.container_id = pc.container_id.clone();
+            slot.image_id = pc.image_id.clone();
+            let role = self.desired.containers[i].role;
+            match &pc.state {
+                ObservedState::Running { started_at } if role != Role::Init => {
+                    let lost = ObservedState::Terminated {
+                        exit_code: 255,
+                        signal: None,
+                        reason: "Unknown".into(),
+                        message: Some(
+                            "The container could not be located when the pod was restored".into(),
+                        ),
+                        started_at: Some(*started_at),
+                        finished_at: Utc::now(),
+                    };
+                    self.plan.containers[i].run = plan::Run::Running { since: now };
+                    match self.plan.exited(&self.desired, i, 255, now) {
+                        AfterExit::Done => self.slots[i].state = lost,
+                        _ => {
+                            self.slots[i].last_state = Some(lost);
+                            self.plan.containers[i].restarts += 1;
+                        }
+                    }
+                    // The restart is immediate: the back-off entry died with the monitor.
+                    self.plan.containers[i].run = plan::Run::Pending;
+                }
+                ObservedState::Terminated { exit_code, .. }
+                    if role == Role::App
+                        && !plan::restarts(self.desired.policy, role, *exit_code) =>
+                {
+                    slot.state = pc.state.clone();
+                    self.plan.containers[i].done = true;
+                    self.plan.containers[i].run = plan::Run::Exited {
+                        code: *exit_code,
+                        at: now,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn observed_containers(&self) -> Vec<ObservedContainer> {
+        self.slots
             .iter()
-            .map(|s| ObservedContainer {
-                name: s.spec.name.clone(),
-                init: s.init,
-                container_id: s.container_id.clone(),
-                image: s.spec.image.clone().unwrap_or_default(),
-                image_id: s.image_id.clone(),
-                state: s.state.clone(),
-                last_state: s.last_state.clone(),
-                restart_count: s.restart_count,
+            .enumerate()
+            .map(|(i, s)| {
+                let running = s.running.is_some();
+                ObservedContainer {
+                    name: s.spec.name.clone(),
+                    init: s.init,
+                    container_id: s.container_id.clone(),
+                    image: s.spec.image.clone().unwrap_or_default(),
+                    image_id: s.image_id.clone(),
+                    state: s.state.clone(),
+                    last_state: s.last_state.clone(),
+                    restart_count: self.plan.containers[i].restarts,
+                    ready: running.then(|| self.plan.ready(&self.desired, i)),
+                    started: running.then(|| self.plan.started(&self.desired, i)),
+                }
             })
-            .collect();
+            .collect()
+    }
+
+    fn save_observed(&mut self) -> Result<()> {
+        self.observed.containers = self.observed_containers();
         peapod_store::write_json(
             &self.engine.pod_dir(&self.uid).join("observed.json"),
             &self.observed,
@@ -285,35 +520,66 @@ impl PodMonitor<'_> {
         Ok(())
     }
 
+    /// Writes `observed.json` only when something a reader can see changed.
+    fn save_observed_if_changed(&mut self, saved: &mut Option<ObservedPod>) -> Result<()> {
+        self.observed.containers = self.observed_containers();
+        if saved.as_ref() != Some(&self.observed) {
+            self.save_observed()?;
+            *saved = Some(self.observed.clone());
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self, sigfd: &SignalFd) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut saved: Option<ObservedPod> = None;
         loop {
-            if self.terminating.is_none() {
-                self.plan();
-            } else if !self.killed && self.terminating.is_some_and(|d| Instant::now() >= d) {
-                self.kill_all(libc::SIGKILL);
-                self.killed = true;
-            }
-            if self.terminating.is_some() && self.slots.iter().all(|s| s.running.is_none()) {
-                return self.finish();
-            }
-            self.save_observed()?;
             let now = Instant::now();
-            let mut deadline: Option<Instant> = self.slots.iter().filter_map(|s| s.retry_at).min();
-            if let Some(t) = self.terminating.filter(|_| !self.killed) {
-                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            self.expire_jobs(now);
+            let mut wake: Option<Instant> = None;
+            if !self.volumes_ready && self.plan.terminating.is_none() {
+                if self.volumes_retry.is_none_or(|t| now >= t) {
+                    match self.prepare_volumes() {
+                        Ok(()) => self.volumes_ready = true,
+                        Err(e) => {
+                            self.event("Warning", "FailedMount", &format!("{e:#}"));
+                            self.volumes_retry = Some(now + Duration::from_secs(2));
+                        }
+                    }
+                }
+                wake = self.volumes_retry.filter(|_| !self.volumes_ready);
             }
-            if !self.volumes_ready && self.terminating.is_none() {
-                deadline = Some(now + Duration::from_secs(2));
+            if self.volumes_ready || self.plan.terminating.is_some() {
+                let p = plan::plan(&self.desired, &self.plan, now);
+                for a in &p.actions {
+                    self.plan.acting(&self.desired, a, now);
+                }
+                for a in p.actions {
+                    if a == Action::Finish {
+                        return self.finish();
+                    }
+                    self.execute(a);
+                }
+                if let Some(w) = p.wake_at {
+                    wake = Some(wake.map_or(w, |x| x.min(w)));
+                }
             }
-            let timeout = deadline.map_or(PollTimeout::NONE, |d| {
+            self.save_observed_if_changed(&mut saved)?;
+            for j in self.jobs.values() {
+                wake = Some(wake.map_or(j.deadline, |x| x.min(j.deadline)));
+            }
+            let now = Instant::now();
+            let timeout = wake.map_or(PollTimeout::NONE, |d| {
                 PollTimeout::try_from(
                     d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
                 )
                 .unwrap_or(PollTimeout::MAX)
             });
             let mut index: Vec<(usize, usize)> = Vec::new();
-            let mut fds: Vec<PollFd> = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds: Vec<PollFd> = vec![
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
+            ];
             for (si, slot) in self.slots.iter().enumerate() {
                 if let Some(r) = &slot.running {
                     for (fi, (fd, _)) in r.streams.iter().enumerate() {
@@ -334,10 +600,15 @@ impl PodMonitor<'_> {
                     signals.push(info.ssi_signo as i32);
                 }
             }
+            if ready[1] {
+                while matches!(nix::unistd::read(self.wake_rx.as_fd(), &mut buf[..64]), Ok(n) if n > 0)
+                {
+                }
+            }
             // Output first, so the last lines land before the exit is recorded.
             let mut closed: Vec<(usize, usize)> = Vec::new();
             for (k, &(si, fi)) in index.iter().enumerate() {
-                if !ready[k + 1] {
+                if !ready[k + 2] {
                     continue;
                 }
                 let r = self.slots[si].running.as_mut().expect("indexed slot runs");
@@ -360,9 +631,14 @@ impl PodMonitor<'_> {
             if signals
                 .iter()
                 .any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
-                && self.terminating.is_none()
+                && self.plan.terminating.is_none()
             {
                 self.begin_termination();
+            }
+            while let Ok((id, outcome)) = self.results_rx.try_recv() {
+                if let Some(job) = self.jobs.remove(&id) {
+                    self.job_done(job, outcome);
+                }
             }
             for (pid, code) in reap_children() {
                 if pid == self.infra_pid {
@@ -384,43 +660,33 @@ impl PodMonitor<'_> {
                     .position(|s| s.running.as_ref().is_some_and(|r| r.pid == pid))
                 {
                     self.on_exit(si, code);
+                    continue;
+                }
+                if let Some(id) = self
+                    .jobs
+                    .iter()
+                    .find(|(_, j)| j.pid == Some(pid))
+                    .map(|(id, _)| *id)
+                {
+                    let job = self.jobs.remove(&id).expect("found above");
+                    let output = job
+                        .output
+                        .as_deref()
+                        .map(|p| tail_of(p, MESSAGE_LIMIT))
+                        .unwrap_or_default();
+                    let outcome = ProbeOutcome {
+                        success: code == 0,
+                        message: if code == 0 {
+                            output
+                        } else if output.trim().is_empty() {
+                            format!("command {} exited with {code}", job.what)
+                        } else {
+                            output
+                        },
+                    };
+                    self.job_done(job, outcome);
                 }
             }
-        }
-    }
-
-    /// Starts whatever should run now: the next init container, or the app containers.
-    fn plan(&mut self) {
-        if self.failed {
-            return;
-        }
-        if !self.volumes_ready {
-            match self.prepare_volumes() {
-                Ok(()) => self.volumes_ready = true,
-                Err(e) => {
-                    self.event("Warning", "FailedMount", &format!("{e:#}"));
-                    return;
-                }
-            }
-        }
-        let now = Instant::now();
-        if let Some(si) = self.slots.iter().position(|s| s.init && !s.succeeded) {
-            let s = &self.slots[si];
-            if s.running.is_none() && s.retry_at.is_none_or(|t| now >= t) && !self.failed {
-                self.launch(si);
-            }
-            return;
-        }
-        let due: Vec<usize> = (0..self.slots.len())
-            .filter(|&si| {
-                let s = &self.slots[si];
-                let fresh =
-                    s.container_id.is_none() || matches!(s.state, ObservedState::Waiting { .. });
-                !s.init && s.running.is_none() && fresh && s.retry_at.is_none_or(|t| now >= t)
-            })
-            .collect();
-        if !due.is_empty() {
-            self.launch_many(&due);
         }
     }
 
@@ -474,10 +740,6 @@ impl PodMonitor<'_> {
         Ok(())
     }
 
-    fn launch(&mut self, si: usize) {
-        self.launch_many(&[si]);
-    }
-
     /// Launches several containers: records and rootfs one by one, then the runtime's
     /// create+start for all of them at once (the runtime binary dominates start-up time),
     /// then the bookkeeping one by one again.
@@ -521,13 +783,13 @@ impl PodMonitor<'_> {
     }
 
     fn launch_failed(&mut self, si: usize, reason: &'static str, e: anyhow::Error) {
+        self.plan.launch_failed(&self.desired, si, Instant::now());
         let slot = &mut self.slots[si];
         let message = format!("{e:#}");
         slot.state = ObservedState::Waiting {
             reason: reason.to_string(),
             message: Some(message.clone()),
         };
-        slot.retry_at = Some(Instant::now() + backoff(slot.restart_count));
         let kind = match reason {
             "ErrImageNeverPull" => "ErrImageNeverPull",
             "ImagePullBackOff" => "BackOff",
@@ -639,10 +901,12 @@ impl PodMonitor<'_> {
                     anyhow!("container {} is locked by another monitor", config.name),
                 )
             })?;
+        let stop_signal = self.stop_signal(&spec, &image);
         Ok(Prepared {
             config,
             image_id: image.id.clone(),
             lock,
+            stop_signal,
         })
     }
 
@@ -656,6 +920,7 @@ impl PodMonitor<'_> {
             config,
             image_id,
             lock,
+            stop_signal,
         } = p;
         let Started {
             pid,
@@ -675,22 +940,44 @@ impl PodMonitor<'_> {
         if attempt >= 2 {
             self.collect_old_instances(&spec.name, attempt);
         }
+        self.plan.started_at(&self.desired, si, Instant::now());
         let slot = &mut self.slots[si];
         slot.container_id = Some(format!("peapod://{}", config.id));
         slot.image_id = image_id;
         slot.state = ObservedState::Running { started_at: now };
-        slot.retry_at = None;
-        slot.attempt += 1;
+        slot.attempt = attempt + 1;
         slot.running = Some(RunningContainer {
             config,
             pid,
             status,
             streams,
             log,
+            stop_signal,
             _output: output,
             _lock: lock,
         });
         Ok(())
+    }
+
+    /// The signal that stops the container: the spec's `lifecycle.stopSignal`, else the
+    /// image's `StopSignal`, else SIGTERM.
+    fn stop_signal(&self, spec: &Container, image: &peapod_image::ImageRecord) -> i32 {
+        let from_spec = spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.stop_signal.as_deref())
+            .and_then(parse_signal);
+        from_spec
+            .or_else(|| {
+                let images = self.engine.images().ok()?;
+                let config = images.config(image).ok()?;
+                config
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.stop_signal().clone())
+                    .and_then(|s| parse_signal(&s))
+            })
+            .unwrap_or(libc::SIGTERM)
     }
 
     /// Keeps the current and the previous instance of a restarted container (for
@@ -840,6 +1127,26 @@ impl PodMonitor<'_> {
             .find(|s| s.spec.name == spec.name)
             .map_or(0, |s| s.attempt);
         let id = peapod_store::new_id();
+        // The kubelet bind-mounts a host file at terminationMessagePath and reads it after
+        // the container exits.
+        let termination_log = self.termination_log(&spec.name, attempt);
+        if let Some(dir) = termination_log.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        File::create(&termination_log)
+            .with_context(|| format!("creating {}", termination_log.display()))?;
+        mounts.push(MountRecord {
+            kind: "bind".into(),
+            name: None,
+            source: termination_log,
+            destination: spec
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+            rw: true,
+            mode: String::new(),
+            anonymous: false,
+        });
         let host_network = self.infra.network_mode == NetworkMode::Host;
         let pod_spec = self.pod.spec.clone().unwrap_or_default();
         // hostIPC joins the host's ipc namespace by path, as the pod's own is joined.
@@ -921,12 +1228,36 @@ impl PodMonitor<'_> {
         })
     }
 
+    /// The host file bind-mounted at a container's terminationMessagePath.
+    fn termination_log(&self, container: &str, attempt: u32) -> PathBuf {
+        self.engine
+            .pod_dir(&self.uid)
+            .join("termination")
+            .join(format!("{container}-{attempt}"))
+    }
+
+    /// A container's termination message: its terminationMessagePath file, or with
+    /// `FallbackToLogsOnError` the end of its log when that is empty and the exit failed.
+    fn termination_message(&self, si: usize, r: &RunningContainer, code: i32) -> Option<String> {
+        let spec = &self.slots[si].spec;
+        let attempt = r.config.pod.as_ref().map_or(0, |l| l.attempt);
+        let file = self.termination_log(&spec.name, attempt);
+        let mut message = tail_of(&file, MESSAGE_LIMIT);
+        let _ = fs::remove_file(&file);
+        if message.is_empty()
+            && code != 0
+            && spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            if let Some(log) = &r.config.log_path {
+                message = log_tail(log);
+            }
+        }
+        (!message.is_empty()).then_some(message)
+    }
+
     fn on_exit(&mut self, si: usize, code: i32) {
         let now = Utc::now();
-        let policy = self.restart_policy();
-        let terminating = self.terminating.is_some();
-        let slot = &mut self.slots[si];
-        let Some(mut r) = slot.running.take() else {
+        let Some(mut r) = self.slots[si].running.take() else {
             return;
         };
         for (_, mut splitter) in std::mem::take(&mut r.streams) {
@@ -946,6 +1277,8 @@ impl PodMonitor<'_> {
             state_root: self.engine.paths.runtime_state(),
         };
         let _ = runtime.delete(&r.config.id);
+        let message = self.termination_message(si, &r, code);
+        let slot = &mut self.slots[si];
         let started_at = match slot.state {
             ObservedState::Running { started_at } => Some(started_at),
             _ => r.status.started_at,
@@ -960,41 +1293,31 @@ impl PodMonitor<'_> {
             } else {
                 "Error".into()
             },
-            message: None,
+            message,
             started_at,
             finished_at: now,
         };
         let name = slot.spec.name.clone();
-        let restart = !terminating
-            && match (slot.init, policy.as_str()) {
-                (true, "Never") => false,
-                (true, _) => code != 0,
-                (false, "Always") => true,
-                (false, "OnFailure") => code != 0,
-                _ => false,
-            };
-        if slot.init && code == 0 {
-            slot.succeeded = true;
-        }
-        if restart {
-            slot.last_state = Some(terminated);
-            let delay = backoff(slot.restart_count);
-            slot.restart_count += 1;
-            slot.retry_at = Some(Instant::now() + delay);
-            slot.state = ObservedState::Waiting {
-                reason: "CrashLoopBackOff".into(),
-                message: Some(format!(
-                    "back-off {}s restarting failed container={name} pod={}",
-                    delay.as_secs(),
-                    self.pod.metadata.name.clone().unwrap_or_default()
-                )),
-            };
-            drop(r);
-            self.event("Warning", "BackOff", "Back-off restarting failed container");
-        } else {
-            slot.state = terminated;
-            if slot.init && code != 0 {
-                self.failed = true;
+        drop(r);
+        match self.plan.exited(&self.desired, si, code, Instant::now()) {
+            AfterExit::Done => self.slots[si].state = terminated,
+            AfterExit::Restart => {
+                let slot = &mut self.slots[si];
+                slot.last_state = Some(terminated.clone());
+                slot.state = terminated;
+            }
+            AfterExit::BackOff(delay) => {
+                let pod = self.pod_name();
+                let slot = &mut self.slots[si];
+                slot.last_state = Some(terminated);
+                slot.state = ObservedState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(format!(
+                        "back-off {} restarting failed container={name} pod={pod}",
+                        format_delay(delay)
+                    )),
+                };
+                self.event("Warning", "BackOff", "Back-off restarting failed container");
             }
         }
     }
@@ -1016,10 +1339,9 @@ impl PodMonitor<'_> {
             })
             .unwrap_or(30)
             .max(0) as u64;
-        self.terminating = Some(Instant::now() + Duration::from_secs(grace));
-        for s in &mut self.slots {
-            s.retry_at = None;
-        }
+        let grace = Duration::from_secs(grace);
+        self.desired.grace = grace;
+        self.plan.terminating = Some(Instant::now() + grace);
         let names: Vec<String> = self
             .slots
             .iter()
@@ -1029,28 +1351,377 @@ impl PodMonitor<'_> {
         for n in names {
             self.event("Normal", "Killing", &format!("Stopping container {n}"));
         }
-        if grace == 0 {
-            self.kill_all(libc::SIGKILL);
-            self.killed = true;
-        } else {
-            self.kill_all(libc::SIGTERM);
+    }
+
+    /// Carries out one planned action.
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Start(list) => self.launch_many(&list),
+            Action::PostStart(i) => self.run_hook(i, JobKind::PostStart),
+            Action::PreStop(i) => self.run_hook(i, JobKind::PreStop),
+            Action::Probe(i, kind) => self.run_probe(i, kind),
+            Action::Terminate(i) => self.signal(i, None),
+            Action::Kill(i) => self.signal(i, Some(libc::SIGKILL)),
+            Action::Finish => {}
         }
     }
 
-    fn kill_all(&self, signal: i32) {
-        for s in &self.slots {
-            if let Some(r) = &s.running {
-                let runtime = Runtime {
-                    binary: r.config.runtime.clone(),
-                    state_root: self.engine.paths.runtime_state(),
+    /// The container's stop signal, or `signal`.
+    fn signal(&self, i: usize, signal: Option<i32>) {
+        if let Some(r) = &self.slots[i].running {
+            let runtime = Runtime {
+                binary: r.config.runtime.clone(),
+                state_root: self.engine.paths.runtime_state(),
+            };
+            let sig = signal.unwrap_or(r.stop_signal);
+            let _ = runtime.kill(&r.config.id, sig, sig == libc::SIGKILL);
+        }
+    }
+
+    fn add_job(&mut self, job: Job) -> u64 {
+        self.next_job += 1;
+        self.jobs.insert(self.next_job, job);
+        self.next_job
+    }
+
+    /// Runs `argv` in the container as an exec probe or hook: a runtime `exec` child of this
+    /// monitor, its output in a file, killed with its process tree at `timeout`.
+    fn spawn_exec(&mut self, i: usize, kind: JobKind, argv: &[String], timeout: Duration) {
+        let attempt = self.slots[i].attempt;
+        let what = format!("{:?}", argv.join(" "));
+        let Some(r) = &self.slots[i].running else {
+            return;
+        };
+        let runtime = Runtime {
+            binary: r.config.runtime.clone(),
+            state_root: self.engine.paths.runtime_state(),
+        };
+        let out_dir = self.engine.pod_dir(&self.uid).join("probes");
+        let _ = fs::create_dir_all(&out_dir);
+        let out_path =
+            out_dir.join(format!("{}-{:?}", self.slots[i].spec.name, kind).replace(['(', ')'], ""));
+        let spawned = File::create(&out_path).and_then(|out| {
+            let err = out.try_clone()?;
+            runtime
+                .exec_command(
+                    &r.config.id,
+                    argv,
+                    false,
+                    &r.config.env,
+                    Some(&r.config.cwd),
+                )
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+        });
+        let deadline = Instant::now() + timeout;
+        match spawned {
+            Ok(child) => {
+                let pid = child.id() as i32;
+                // Reaped by the monitor's own waitpid loop, not by `Child`.
+                std::mem::forget(child);
+                self.add_job(Job {
+                    slot: i,
+                    attempt,
+                    kind,
+                    pid: Some(pid),
+                    sleep: false,
+                    deadline,
+                    output: Some(out_path),
+                    what,
+                });
+            }
+            Err(e) => {
+                let job = Job {
+                    slot: i,
+                    attempt,
+                    kind,
+                    pid: None,
+                    sleep: false,
+                    deadline,
+                    output: None,
+                    what,
                 };
-                let _ = runtime.kill(&r.config.id, signal, signal == libc::SIGKILL);
+                self.job_done(
+                    job,
+                    ProbeOutcome {
+                        success: false,
+                        message: format!("running the runtime's exec: {e}"),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Starts a network check on its own thread inside the pod's network namespace.
+    fn spawn_network(&mut self, i: usize, kind: JobKind, check: NetworkCheck, timeout: Duration) {
+        let attempt = self.slots[i].attempt;
+        let id = self.add_job(Job {
+            slot: i,
+            attempt,
+            kind,
+            pid: None,
+            sleep: false,
+            // The thread reports its own timeout; this bound covers a lost thread.
+            deadline: Instant::now() + timeout + Duration::from_secs(2),
+            output: None,
+            what: format!("{check:?}"),
+        });
+        let tx = self.results_tx.clone();
+        let wake = self.wake_tx.try_clone();
+        let netns = if self.infra.network_mode == NetworkMode::Host {
+            None
+        } else {
+            self.infra
+                .netns
+                .clone()
+                .or_else(|| Some(PathBuf::from(format!("/proc/{}/ns/net", self.infra_pid))))
+        };
+        crate::probe::spawn_check(netns, check, timeout, move |outcome| {
+            let _ = tx.send((id, outcome));
+            if let Ok(w) = wake {
+                let _ = nix::unistd::write(&w, b"!");
+            }
+        });
+    }
+
+    fn pod_ip(&self) -> String {
+        self.observed
+            .pod_ip
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+
+    fn run_probe(&mut self, i: usize, kind: ProbeKind) {
+        let spec = &self.slots[i].spec;
+        let probe: Option<Probe> = match kind {
+            ProbeKind::Startup => spec.startup_probe.clone(),
+            ProbeKind::Liveness => spec.liveness_probe.clone(),
+            ProbeKind::Readiness => spec.readiness_probe.clone(),
+        };
+        let Some(probe) = probe else {
+            return;
+        };
+        let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+        let job = JobKind::Probe(kind);
+        if let Some(exec) = &probe.exec {
+            let argv = exec.command.clone().unwrap_or_default();
+            self.spawn_exec(i, job, &argv, timeout);
+            return;
+        }
+        let ip = self.pod_ip();
+        let spec = &self.slots[i].spec;
+        let check = if let Some(h) = &probe.http_get {
+            crate::probe::http_check(h, spec, &ip)
+        } else if let Some(t) = &probe.tcp_socket {
+            crate::probe::tcp_check(t, spec, &ip)
+        } else if let Some(g) = &probe.grpc {
+            crate::probe::grpc_check(g, spec, &ip)
+        } else {
+            return;
+        };
+        match check {
+            Ok(check) => self.spawn_network(i, job, check, timeout),
+            Err(e) => {
+                let attempt = self.slots[i].attempt;
+                let job = Job {
+                    slot: i,
+                    attempt,
+                    kind: job,
+                    pid: None,
+                    sleep: false,
+                    deadline: Instant::now(),
+                    output: None,
+                    what: String::new(),
+                };
+                self.job_done(
+                    job,
+                    ProbeOutcome {
+                        success: false,
+                        message: e.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn run_hook(&mut self, i: usize, kind: JobKind) {
+        let lifecycle = self.slots[i].spec.lifecycle.clone().unwrap_or_default();
+        let handler: Option<LifecycleHandler> = match kind {
+            JobKind::PostStart => lifecycle.post_start,
+            _ => lifecycle.pre_stop,
+        };
+        let Some(h) = handler else {
+            return;
+        };
+        // Hooks are bounded by the grace period, as the kubelet bounds preStop.
+        let timeout = self.desired.grace.max(Duration::from_secs(1));
+        let attempt = self.slots[i].attempt;
+        if let Some(exec) = &h.exec {
+            let argv = exec.command.clone().unwrap_or_default();
+            self.spawn_exec(i, kind, &argv, timeout);
+        } else if let Some(http) = &h.http_get {
+            let ip = self.pod_ip();
+            match crate::probe::http_check(http, &self.slots[i].spec, &ip) {
+                Ok(check) => self.spawn_network(i, kind, check, timeout),
+                Err(e) => {
+                    let job = Job {
+                        slot: i,
+                        attempt,
+                        kind,
+                        pid: None,
+                        sleep: false,
+                        deadline: Instant::now(),
+                        output: None,
+                        what: String::new(),
+                    };
+                    self.job_done(
+                        job,
+                        ProbeOutcome {
+                            success: false,
+                            message: e.to_string(),
+                        },
+                    );
+                }
+            }
+        } else if let Some(sleep) = &h.sleep {
+            self.add_job(Job {
+                slot: i,
+                attempt,
+                kind,
+                pid: None,
+                sleep: true,
+                deadline: Instant::now() + Duration::from_secs(sleep.seconds.max(0) as u64),
+                output: None,
+                what: format!("sleep {}", sleep.seconds),
+            });
+        } else {
+            // tcpSocket hooks are deprecated and do nothing in the kubelet either.
+            let job = Job {
+                slot: i,
+                attempt,
+                kind,
+                pid: None,
+                sleep: true,
+                deadline: Instant::now(),
+                output: None,
+                what: String::new(),
+            };
+            self.job_done(
+                job,
+                ProbeOutcome {
+                    success: true,
+                    message: String::new(),
+                },
+            );
+        }
+    }
+
+    /// Jobs past their deadline: sleeps succeed, everything else failed by timeout (an exec
+    /// job's process tree is killed).
+    fn expire_jobs(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| now >= j.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let job = self.jobs.remove(&id).expect("listed above");
+            if job.sleep {
+                self.job_done(
+                    job,
+                    ProbeOutcome {
+                        success: true,
+                        message: String::new(),
+                    },
+                );
+                continue;
+            }
+            if let Some(pid) = job.pid {
+                kill_tree(pid);
+            }
+            let message = format!("command {} timed out", job.what);
+            self.job_done(
+                job,
+                ProbeOutcome {
+                    success: false,
+                    message,
+                },
+            );
+        }
+    }
+
+    /// A probe or hook finished: events, and the verdict handed to the planner.
+    fn job_done(&mut self, job: Job, outcome: ProbeOutcome) {
+        if let Some(out) = &job.output {
+            let _ = fs::remove_file(out);
+        }
+        let i = job.slot;
+        // A result for an earlier run of the container means nothing now.
+        if self.slots[i].attempt != job.attempt || self.slots[i].running.is_none() {
+            return;
+        }
+        let name = self.slots[i].spec.name.clone();
+        let message = outcome.message.trim_end().to_string();
+        match job.kind {
+            JobKind::Probe(kind) => {
+                if !outcome.success {
+                    self.event(
+                        "Warning",
+                        "Unhealthy",
+                        &format!("{} probe failed: {message}", kind.title()),
+                    );
+                }
+                let verdict = self
+                    .plan
+                    .probe_result(&self.desired, i, kind, outcome.success);
+                if verdict == ProbeVerdict::Restart {
+                    self.event(
+                        "Normal",
+                        "Killing",
+                        &format!(
+                            "Container {name} failed {} probe, will be restarted",
+                            kind.title().to_lowercase()
+                        ),
+                    );
+                }
+            }
+            JobKind::PostStart => {
+                if !outcome.success {
+                    self.event(
+                        "Warning",
+                        "FailedPostStartHook",
+                        &format!("PostStartHook failed: {message}"),
+                    );
+                    self.event("Normal", "Killing", "FailedPostStartHook");
+                }
+                self.plan.post_start_done(i, outcome.success);
+            }
+            JobKind::PreStop => {
+                if !outcome.success {
+                    self.event(
+                        "Warning",
+                        "FailedPreStopHook",
+                        &format!("PreStopHook failed: {message}"),
+                    );
+                }
+                self.plan.pre_stop_done(i);
             }
         }
     }
 
     /// Every container is gone: stop the infra last and record it.
     fn finish(&mut self) -> Result<()> {
+        for job in std::mem::take(&mut self.jobs).into_values() {
+            if let Some(pid) = job.pid {
+                kill_tree(pid);
+            }
+            if let Some(out) = &job.output {
+                let _ = fs::remove_file(out);
+            }
+        }
         if self.infra_status.exit_code.is_none() {
             let pid = nix::unistd::Pid::from_raw(self.infra_pid);
             let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
@@ -1079,6 +1750,18 @@ impl PodMonitor<'_> {
     }
 }
 
+/// A back-off as the kubelet prints it: `10s`, `1m20s`, `5m0s`.
+fn format_delay(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else if d.subsec_millis() != 0 && s < 10 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{s}s")
+    }
+}
+
 type LaunchError = (&'static str, anyhow::Error);
 
 /// A container record with its rootfs and bundle, ready for the runtime.
@@ -1086,6 +1769,7 @@ struct Prepared {
     config: ContainerConfig,
     image_id: String,
     lock: Lock,
+    stop_signal: i32,
 }
 
 /// What the runtime started.
@@ -1313,15 +1997,6 @@ pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_five_minutes() {
-        assert_eq!(backoff(0), Duration::from_secs(10));
-        assert_eq!(backoff(1), Duration::from_secs(20));
-        assert_eq!(backoff(4), Duration::from_secs(160));
-        assert_eq!(backoff(5), Duration::from_secs(300));
-        assert_eq!(backoff(30), Duration::from_secs(300));
-    }
 
     #[test]
     fn kubelet_cgroup_mapping() {

@@ -53,7 +53,11 @@ fn port(p: &IntOrString, c: &Container) -> Result<u16, ProbeError> {
     }
 }
 
-pub fn http_check(a: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<NetworkCheck, ProbeError> {
+pub fn http_check(
+    a: &HTTPGetAction,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<NetworkCheck, ProbeError> {
     Ok(NetworkCheck::Http {
         https: a.scheme.as_deref() == Some("HTTPS"),
         host: a.host.clone().unwrap_or_else(|| pod_ip.to_string()),
@@ -63,14 +67,22 @@ pub fn http_check(a: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<Netw
     })
 }
 
-pub fn tcp_check(a: &TCPSocketAction, c: &Container, pod_ip: &str) -> Result<NetworkCheck, ProbeError> {
+pub fn tcp_check(
+    a: &TCPSocketAction,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<NetworkCheck, ProbeError> {
     Ok(NetworkCheck::Tcp {
         host: a.host.clone().unwrap_or_else(|| pod_ip.to_string()),
         port: port(&a.port, c)?,
     })
 }
 
-pub fn grpc_check(a: &GRPCAction, _c: &Container, pod_ip: &str) -> Result<NetworkCheck, ProbeError> {
+pub fn grpc_check(
+    a: &GRPCAction,
+    _c: &Container,
+    pod_ip: &str,
+) -> Result<NetworkCheck, ProbeError> {
     Ok(NetworkCheck::Grpc {
         host: pod_ip.to_string(),
         port: a.port as u16,
@@ -85,15 +97,32 @@ pub fn run_check(netns: Option<&Path>, check: &NetworkCheck, timeout: Duration) 
         }
     }
     let (host, port) = match check {
-        NetworkCheck::Tcp { host, port } | NetworkCheck::Http { host, port, .. } | NetworkCheck::Grpc { host, port, .. } => (host, *port),
+        NetworkCheck::Tcp { host, port }
+        | NetworkCheck::Http { host, port, .. }
+        | NetworkCheck::Grpc { host, port, .. } => (host, *port),
     };
-    let addr = match (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+    let addr = match (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    {
         Some(a) => a,
-        None => return ProbeOutcome { success: false, message: format!("bad address {host}") },
+        None => {
+            return ProbeOutcome {
+                success: false,
+                message: format!("bad address {host}"),
+            }
+        }
     };
     match TcpStream::connect_timeout(&addr, timeout) {
-        Ok(_) => ProbeOutcome { success: true, message: String::new() },
-        Err(e) => ProbeOutcome { success: false, message: format!("dial tcp {addr}: connect: {e}") },
+        Ok(_) => ProbeOutcome {
+            success: true,
+            message: String::new(),
+        },
+        Err(e) => ProbeOutcome {
+            success: false,
+            message: format!("dial tcp {addr}: connect: {e}"),
+        },
     }
 }
 
