@@ -638,3 +638,97 @@ fn other_kubectl_versions() {
     }
     eprintln!("tried {tried} other kubectl versions");
 }
+
+/// `kubectl attach -i` and `peapod attach -i` relay a running pod container's stdin and
+/// output through its pod monitor's attach socket; the container's exit ends the session
+/// with its code, and a detached client leaves the container running.
+#[test]
+fn kubectl_and_peapod_attach_relay_stdin_and_output() {
+    let p = Peapod::new();
+    let server = Server::start(&p);
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: echoer
+spec:
+  restartPolicy: Never
+  containers:
+  - name: cat
+    image: busybox
+    imagePullPolicy: Never
+    stdin: true
+    command: ["sh", "-c", "while read line; do echo got:$line; done; echo stdin-closed; exit 3"]
+  - name: ticker
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
+"#;
+    server.ok(&["apply", "-f", &manifest(&p, "echoer.yaml", pod)]);
+    server.wait_pod("echoer", "2/2", "Running");
+    // Output only, then leave: the container keeps running.
+    let mut watcher = server
+        .kubectl_cmd(&["attach", "echoer", "-c", "ticker"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = watcher.stdout.take().unwrap();
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"tick\n");
+    watcher.kill().unwrap();
+    let _ = watcher.wait();
+    // stdin through kubectl: each line echoed back.
+    let mut k = server
+        .kubectl_cmd(&["attach", "-i", "echoer", "-c", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut kin = k.stdin.take().unwrap();
+    let mut kout = std::io::BufReader::new(k.stdout.take().unwrap());
+    let mut line = String::new();
+    let start = Instant::now();
+    // The stream may open after the first write: repeat until one comes back.
+    loop {
+        kin.write_all(b"one\n").unwrap();
+        std::io::BufRead::read_line(&mut kout, &mut line).unwrap();
+        if line.trim() == "got:one" || start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(line.trim(), "got:one");
+    drop(kin);
+    drop(kout);
+    let _ = k.kill();
+    let _ = k.wait();
+    // Through the CLI: stdin's end reaches the container, which exits 3; attach returns 3.
+    let mut c = p
+        .cmd(&["attach", "-i", "echoer", "-c", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"two\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("got:two") && stdout.contains("stdin-closed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, err) = p.fails(&["attach", "echoer", "-c", "cat"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("stopped container"), "{err}");
+    server.ok(&["delete", "pod", "echoer", "--grace-period=0", "--force"]);
+}

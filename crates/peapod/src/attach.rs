@@ -113,6 +113,168 @@ pub fn run_client(mut sock: UnixStream, interactive: bool, tty: bool) -> io::Res
     }
 }
 
+/// `peapod attach`: connects to the running container's attach socket (kept by its pod's
+/// monitor) and relays output, and stdin with `stdin`; returns the container's exit code
+/// when it exits while attached, 0 when the stream ends otherwise.
+pub fn attach(
+    engine: &crate::engine::Engine,
+    c: &crate::engine::Container,
+    stdin: bool,
+    tty: bool,
+) -> anyhow::Result<i32> {
+    use crate::engine::user_error;
+    if !matches!(c.state, crate::record::State::Running { .. }) {
+        anyhow::bail!(user_error(format!(
+            "You cannot attach to a stopped container, start it first: {}",
+            c.config.name
+        )));
+    }
+    if stdin && !c.config.open_stdin {
+        anyhow::bail!(user_error(format!(
+            "container {} was not created with stdin: true, cannot attach stdin",
+            c.config.name
+        )));
+    }
+    let path = socket_path(&engine.paths.run, &c.config.id);
+    let sock = UnixStream::connect(&path).map_err(|e| {
+        user_error(format!(
+            "container {} cannot be attached to ({e}): only pod containers and foreground runs keep an attach socket",
+            c.config.name
+        ))
+    })?;
+    let code = run_client(sock, stdin, tty && c.config.tty)?;
+    Ok(code.unwrap_or(0))
+}
+
+/// Applies one client frame to a container's stdio: stdin bytes (to the pty or the stdin
+/// pipe), stdin's end, a terminal resize.
+pub(crate) fn apply_input(output: &mut crate::monitor::Output, kind: u8, payload: &[u8]) {
+    use crate::monitor::Output;
+    match (kind, output) {
+        (STDIN, Output::Tty(master)) => {
+            let _ = nix::unistd::write(&*master, payload);
+        }
+        (STDIN, Output::Pipes { stdin: Some(w), .. }) => {
+            let _ = nix::unistd::write(&*w, payload);
+        }
+        (CLOSE_STDIN, Output::Pipes { stdin, .. }) => {
+            *stdin = None;
+        }
+        (RESIZE, Output::Tty(master)) if payload.len() == 4 => {
+            let rows = u16::from_be_bytes([payload[0], payload[1]]);
+            let cols = u16::from_be_bytes([payload[2], payload[3]]);
+            let _ = peapod_sys::set_winsize(
+                std::os::fd::AsFd::as_fd(&*master),
+                peapod_sys::WinSize { rows, cols },
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A running container's attach point in a monitor: a listening socket and the clients
+/// attached to it (`peapod attach`, `kubectl attach`). Output is copied to every client;
+/// a client that cannot keep up is dropped rather than stalling the monitor.
+pub(crate) struct Hub {
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+    clients: Vec<(UnixStream, Vec<u8>)>,
+}
+
+impl Hub {
+    /// Listens at `path` (replacing a stale socket).
+    pub fn bind(path: PathBuf) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(Self {
+            path,
+            listener,
+            clients: Vec::new(),
+        })
+    }
+
+    /// The descriptors to poll: the listener first, then each client.
+    pub fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        std::iter::once(self.listener.as_fd())
+            .chain(self.clients.iter().map(|(c, _)| c.as_fd()))
+            .collect()
+    }
+
+    /// Accepts waiting clients.
+    pub fn accept(&mut self) {
+        while let Ok((c, _)) = self.listener.accept() {
+            if c.set_nonblocking(true).is_ok() {
+                self.clients.push((c, Vec::new()));
+            }
+        }
+    }
+
+    /// Copies output to every client.
+    pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
+        let f = frame(kind, data);
+        self.clients.retain_mut(|(c, _)| write_all_or_drop(c, &f));
+    }
+
+    /// Reads what client `i` (an index into `fds()` minus the listener) sent and applies it.
+    pub fn read_client(&mut self, i: usize, output: &mut crate::monitor::Output) {
+        let Some((c, pending)) = self.clients.get_mut(i) else {
+            return;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        match c.read(&mut buf) {
+            Ok(0) => {
+                self.clients.remove(i);
+            }
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                for (kind, payload) in take_frames(pending) {
+                    apply_input(output, kind, &payload);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                self.clients.remove(i);
+            }
+        }
+    }
+
+    /// The container exited: every client gets the code, then the socket goes away.
+    pub fn exit(mut self, code: i32) {
+        self.broadcast(EXIT, code.to_string().as_bytes());
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes a whole frame to a non-blocking client, waiting briefly when its buffer is full;
+/// false when the client is gone or too slow.
+fn write_all_or_drop(c: &mut UnixStream, mut data: &[u8]) -> bool {
+    let mut stalls = 0;
+    while !data.is_empty() {
+        match c.write(data) {
+            Ok(0) => return false,
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stalls < 50 => {
+                stalls += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// The caller's terminal in raw mode until dropped.
 struct RawMode {
     saved: nix::sys::termios::Termios,

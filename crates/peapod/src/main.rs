@@ -184,6 +184,23 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
+    /// Attach to a running container's output (and its stdin with -i), as `kubectl attach`.
+    Attach {
+        /// Pass stdin to the container.
+        #[arg(short = 'i', long = "stdin")]
+        stdin: bool,
+        /// Stdin is a TTY (raw mode, resizes forwarded).
+        #[arg(short, long)]
+        tty: bool,
+        /// The container of a pod.
+        #[arg(short = 'c', long = "container")]
+        pod_container: Option<String>,
+        /// Namespace of the pod.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Container (name or id) or pod.
+        container: String,
+    },
     /// Fetch the logs of a container.
     Logs {
         /// Follow log output.
@@ -640,6 +657,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             drop(out);
             engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
+        }
+        Cmd::Attach {
+            stdin,
+            tty,
+            pod_container,
+            namespace,
+            container,
+        } => {
+            let c = match (&pod_container, engine.find(&container)) {
+                (None, Ok(c)) => c,
+                (_, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
+                _ => kube::pod_container(
+                    &engine,
+                    &namespace,
+                    &container,
+                    pod_container.as_deref(),
+                    false,
+                )?,
+            };
+            drop(out);
+            attach::attach(&engine, &c, stdin, tty)
         }
         Cmd::Logs {
             follow,

@@ -362,23 +362,7 @@ fn handle_client_input(s: &mut Started, pending: &mut Vec<u8>, buf: &mut [u8]) {
     };
     pending.extend_from_slice(&buf[..n]);
     for (kind, payload) in attach::take_frames(pending) {
-        match (kind, &mut s.output) {
-            (attach::STDIN, Output::Tty(master)) => {
-                let _ = nix::unistd::write(&*master, &payload);
-            }
-            (attach::STDIN, Output::Pipes { stdin: Some(w), .. }) => {
-                let _ = nix::unistd::write(&*w, &payload);
-            }
-            (attach::CLOSE_STDIN, Output::Pipes { stdin, .. }) => {
-                *stdin = None;
-            }
-            (attach::RESIZE, Output::Tty(master)) if payload.len() == 4 => {
-                let rows = u16::from_be_bytes([payload[0], payload[1]]);
-                let cols = u16::from_be_bytes([payload[2], payload[3]]);
-                let _ = peapod_sys::set_winsize(master.as_fd(), peapod_sys::WinSize { rows, cols });
-            }
-            _ => {}
-        }
+        attach::apply_input(&mut s.output, kind, &payload);
     }
 }
 

@@ -60,8 +60,21 @@ struct RunningContainer {
     streams: Vec<(OwnedFd, LineSplitter)>,
     log: File,
     stop_signal: i32,
-    _output: Output,
+    /// The attach frame kind (stdout/stderr) of each entry of `streams`.
+    stream_kinds: Vec<u8>,
+    /// `peapod attach` / `kubectl attach` clients.
+    hub: Option<crate::attach::Hub>,
+    output: Output,
     _lock: Lock,
+}
+
+/// What a polled descriptor belongs to.
+#[derive(Clone, Copy)]
+enum Polled {
+    /// A container's output stream (slot, stream).
+    Stream(usize, usize),
+    /// A container's attach socket or one of its clients (slot, index in `Hub::fds`).
+    Attach(usize, usize),
 }
 
 /// What a job (a probe or a hook under way) is for.
@@ -575,7 +588,7 @@ impl PodMonitor<'_> {
                 )
                 .unwrap_or(PollTimeout::MAX)
             });
-            let mut index: Vec<(usize, usize)> = Vec::new();
+            let mut index: Vec<Polled> = Vec::new();
             let mut fds: Vec<PollFd> = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
@@ -584,7 +597,11 @@ impl PodMonitor<'_> {
                 if let Some(r) = &slot.running {
                     for (fi, (fd, _)) in r.streams.iter().enumerate() {
                         fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                        index.push((si, fi));
+                        index.push(Polled::Stream(si, fi));
+                    }
+                    for (hi, fd) in r.hub.iter().flat_map(|h| h.fds()).enumerate() {
+                        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                        index.push(Polled::Attach(si, hi));
                     }
                 }
             }
@@ -607,16 +624,28 @@ impl PodMonitor<'_> {
             }
             // Output first, so the last lines land before the exit is recorded.
             let mut closed: Vec<(usize, usize)> = Vec::new();
-            for (k, &(si, fi)) in index.iter().enumerate() {
+            let mut attach: Vec<(usize, usize)> = Vec::new();
+            for (k, &item) in index.iter().enumerate() {
                 if !ready[k + 2] {
                     continue;
                 }
+                let (si, fi) = match item {
+                    Polled::Stream(si, fi) => (si, fi),
+                    Polled::Attach(si, hi) => {
+                        attach.push((si, hi));
+                        continue;
+                    }
+                };
                 let r = self.slots[si].running.as_mut().expect("indexed slot runs");
                 let (fd, splitter) = &mut r.streams[fi];
                 match nix::unistd::read(fd.as_fd(), &mut buf) {
                     Ok(0) | Err(Errno::EIO) => closed.push((si, fi)),
                     Ok(n) => {
                         let _ = splitter.feed(&buf[..n], Utc::now(), &mut r.log);
+                        let kind = r.stream_kinds[fi];
+                        if let Some(hub) = r.hub.as_mut() {
+                            hub.broadcast(kind, &buf[..n]);
+                        }
                     }
                     Err(Errno::EINTR | Errno::EAGAIN) => {}
                     Err(_) => closed.push((si, fi)),
@@ -625,7 +654,20 @@ impl PodMonitor<'_> {
             for &(si, fi) in closed.iter().rev() {
                 if let Some(r) = self.slots[si].running.as_mut() {
                     let (_, mut splitter) = r.streams.remove(fi);
+                    r.stream_kinds.remove(fi);
                     let _ = splitter.finish(Utc::now(), &mut r.log);
+                }
+            }
+            // Clients in reverse, so that a client leaving does not shift the next index.
+            for &(si, hi) in attach.iter().rev() {
+                if let Some(r) = self.slots[si].running.as_mut() {
+                    if let Some(hub) = r.hub.as_mut() {
+                        if hi == 0 {
+                            hub.accept();
+                        } else {
+                            hub.read_client(hi - 1, &mut r.output);
+                        }
+                    }
                 }
             }
             if signals
@@ -936,6 +978,16 @@ impl PodMonitor<'_> {
             &format!("Started container {}", spec.name),
         );
         let streams = output_streams(&output).map_err(|e| ("RunContainerError", e))?;
+        let stream_kinds = match output {
+            Output::Tty(_) => vec![crate::attach::STDOUT],
+            Output::Pipes { .. } => vec![crate::attach::STDOUT, crate::attach::STDERR],
+        };
+        // Without an attach socket the container still runs; `attach` then says why.
+        let hub = crate::attach::Hub::bind(crate::attach::socket_path(
+            &self.engine.paths.run,
+            &config.id,
+        ))
+        .ok();
         let attempt = config.pod.as_ref().map_or(0, |l| l.attempt);
         if attempt >= 2 {
             self.collect_old_instances(&spec.name, attempt);
@@ -953,7 +1005,9 @@ impl PodMonitor<'_> {
             streams,
             log,
             stop_signal,
-            _output: output,
+            stream_kinds,
+            hub,
+            output,
             _lock: lock,
         });
         Ok(())
@@ -1262,6 +1316,9 @@ impl PodMonitor<'_> {
         };
         for (_, mut splitter) in std::mem::take(&mut r.streams) {
             let _ = splitter.finish(now, &mut r.log);
+        }
+        if let Some(hub) = r.hub.take() {
+            hub.exit(code);
         }
         let _ = r.log.sync_data();
         r.status.exit_code = Some(code);

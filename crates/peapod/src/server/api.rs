@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::Router;
 
-use super::{discovery, exec, logs, others, pods, AppState};
+use super::{attach, discovery, exec, logs, others, pods, AppState};
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
@@ -35,7 +35,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/attach",
-            get(exec::unsupported).post(exec::unsupported),
+            get(attach::attach).post(exec::spdy),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/portforward",

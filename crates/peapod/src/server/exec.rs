@@ -22,8 +22,8 @@ use super::api::Q;
 use super::status::ApiError;
 use super::{blocking, AppState};
 
-const V5: &str = "v5.channel.k8s.io";
-const V4: &str = "v4.channel.k8s.io";
+pub(super) const V5: &str = "v5.channel.k8s.io";
+pub(super) const V4: &str = "v4.channel.k8s.io";
 
 /// `POST pods/NAME/exec` (SPDY, kubectl before 1.30): not supported.
 pub async fn spdy() -> Response {
@@ -34,7 +34,7 @@ pub async fn spdy() -> Response {
     .into_response()
 }
 
-/// `pods/attach` and `pods/portforward`: not served yet, said plainly.
+/// `pods/portforward`: not served yet, said plainly.
 pub async fn unsupported(req: axum::extract::Request) -> Response {
     let what = req
         .uri()
@@ -105,7 +105,7 @@ pub async fn exec(
         .into_response())
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -113,7 +113,7 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 }
 
 /// The Status on channel 3 for an exit code (or a failure to run).
-fn exit_status(code: Result<i32, String>) -> Value {
+pub(super) fn exit_status(code: Result<i32, String>) -> Value {
     match code {
         Ok(0) => json!({"metadata": {}, "status": "Success"}),
         Ok(n) => json!({

@@ -5,6 +5,7 @@
 //! a small cache only numbers changes (resourceVersion) and feeds watches.
 
 mod api;
+mod attach;
 mod discovery;
 mod engine_ext;
 mod exec;
