@@ -12,6 +12,7 @@ mod kube;
 mod monitor;
 mod pod;
 mod pod_monitor;
+mod probe;
 mod pull;
 mod record;
 mod server;
