@@ -545,3 +545,393 @@ impl ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::probe::tests::{refusing_port, require_root};
+    use crate::probe::{run_check, NetworkCheck};
+
+    /// What a test server does with a request head.
+    enum Reply {
+        /// Writes these bytes and closes.
+        Send(Vec<u8>),
+        /// Keeps the connection open and never answers.
+        Silence,
+    }
+
+    /// A one-connection-at-a-time HTTP(S) server on 127.0.0.1 that records request heads.
+    struct TestServer {
+        port: u16,
+        requests: Arc<Mutex<Vec<String>>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl TestServer {
+        fn start(
+            tls: Option<Arc<rustls::ServerConfig>>,
+            reply: impl Fn(&str) -> Reply + Send + 'static,
+        ) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (seen, stopping) = (Arc::clone(&requests), Arc::clone(&stop));
+            let thread = std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut stream: Box<dyn ReadWrite> = match &tls {
+                        None => Box::new(conn),
+                        Some(config) => Box::new(rustls::StreamOwned::new(
+                            rustls::ServerConnection::new(Arc::clone(config)).unwrap(),
+                            conn,
+                        )),
+                    };
+                    let Some(head) = read_head(&mut *stream) else { continue };
+                    seen.lock().unwrap().push(head.clone());
+                    match reply(&head) {
+                        Reply::Send(bytes) => {
+                            // The client may hang up early (a capped body): not an error.
+                            let _ = stream.write_all(&bytes);
+                            let _ = stream.flush();
+                        }
+                        Reply::Silence => held.push(stream),
+                    }
+                }
+            });
+            TestServer {
+                port,
+                requests,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
+        }
+
+        fn check(&self, scheme: HttpScheme, path: &str) -> NetworkCheck {
+            NetworkCheck::Http {
+                purpose: HttpPurpose::Probe,
+                scheme,
+                host: "127.0.0.1".into(),
+                port: self.port,
+                path: path.into(),
+                headers: vec![],
+            }
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    trait ReadWrite: Read + Write + Send {}
+    impl<T: Read + Write + Send> ReadWrite for T {}
+
+    fn read_head(stream: &mut dyn ReadWrite) -> Option<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return None,
+            }
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    fn response(status: &str, extra_headers: &str, body: &str) -> Reply {
+        Reply::Send(
+            format!(
+                "HTTP/1.1 {status}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
+
+    const SECS5: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_200_passes_with_the_kubelet_headers() {
+        require_root();
+        let server = TestServer::start(None, |_| response("200 OK", "", "ok"));
+        let outcome = run_check(None, &server.check(HttpScheme::Http, "/healthz"), SECS5);
+        assert_eq!(outcome, ProbeOutcome::pass());
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let head = &requests[0];
+        assert!(head.starts_with("GET /healthz HTTP/1.1\r\n"), "{head}");
+        for line in [
+            format!("Host: 127.0.0.1:{}\r\n", server.port),
+            "User-Agent: kube-probe/1.33\r\n".into(),
+            "Accept: */*\r\n".into(),
+            "Connection: close\r\n".into(),
+        ] {
+            assert!(head.contains(&line), "{line:?} missing in {head}");
+        }
+    }
+
+    #[test]
+    fn a_500_fails_with_its_status_code() {
+        require_root();
+        let server = TestServer::start(None, |_| response("500 Internal Server Error", "", "no"));
+        let outcome = run_check(None, &server.check(HttpScheme::Http, "/"), SECS5);
+        assert_eq!(
+            outcome,
+            ProbeOutcome::fail("HTTP probe failed with statuscode: 500".into())
+        );
+    }
+
+    #[test]
+    fn headers_are_sent_and_a_host_header_replaces_the_host() {
+        require_root();
+        let server = TestServer::start(None, |_| response("204 No Content", "", ""));
+        let check = NetworkCheck::Http {
+            purpose: HttpPurpose::Probe,
+            scheme: HttpScheme::Http,
+            host: "127.0.0.1".into(),
+            port: server.port,
+            path: "/".into(),
+            headers: vec![
+                ("Host".into(), "app.example.test".into()),
+                ("X-Probe".into(), "1".into()),
+                ("User-Agent".into(), "mine".into()),
+            ],
+        };
+        assert_eq!(run_check(None, &check, SECS5), ProbeOutcome::pass());
+        let head = &server.requests()[0];
+        assert!(head.contains("Host: app.example.test\r\n"), "{head}");
+        assert_eq!(head.matches("Host:").count(), 1, "{head}");
+        assert!(head.contains("X-Probe: 1\r\n"), "{head}");
+        assert!(head.contains("User-Agent: mine\r\n"), "{head}");
+        assert!(!head.contains("kube-probe"), "{head}");
+    }
+
+    #[test]
+    fn a_redirect_on_the_same_host_is_followed() {
+        require_root();
+        let server = TestServer::start(None, |head| {
+            if head.starts_with("GET /old ") {
+                response("302 Found", "Location: /new?x=1\r\n", "")
+            } else if head.starts_with("GET /new?x=1 ") {
+                response("500 Internal Server Error", "", "")
+            } else {
+                response("404 Not Found", "", "")
+            }
+        });
+        let outcome = run_check(None, &server.check(HttpScheme::Http, "/old"), SECS5);
+        // The 500 at the end of the redirect decides.
+        assert_eq!(
+            outcome,
+            ProbeOutcome::fail("HTTP probe failed with statuscode: 500".into())
+        );
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert!(
+            requests[1].contains(&format!("Referer: http://127.0.0.1:{}/old\r\n", server.port)),
+            "{}",
+            requests[1]
+        );
+    }
+
+    #[test]
+    fn a_redirect_to_another_host_ends_the_probe_with_a_warning() {
+        require_root();
+        // The body is larger than the kubelet reads: the warning carries 10 KiB of it.
+        let big = "x".repeat(64 * 1024);
+        let server = TestServer::start(None, move |_| {
+            response("301 Moved Permanently", "Location: http://elsewhere.test/\r\n", &big)
+        });
+        let outcome = run_check(None, &server.check(HttpScheme::Http, "/"), SECS5);
+        assert!(outcome.success, "{outcome:?}");
+        let prefix = "Probe terminated redirects, Response body: ";
+        assert!(outcome.message.starts_with(prefix), "{}", &outcome.message[..80]);
+        assert_eq!(outcome.message.len(), prefix.len() + MAX_BODY);
+        assert_eq!(server.requests().len(), 1, "not followed");
+    }
+
+    #[test]
+    fn a_redirect_loop_stops_after_ten_requests() {
+        require_root();
+        let server = TestServer::start(None, |_| response("302 Found", "Location: /again\r\n", ""));
+        let outcome = run_check(None, &server.check(HttpScheme::Http, "/"), SECS5);
+        assert_eq!(
+            outcome,
+            ProbeOutcome::fail("Get \"/again\": stopped after 10 redirects".into())
+        );
+        assert_eq!(server.requests().len(), 10);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_fails_on_the_timeout() {
+        require_root();
+        let server = TestServer::start(None, |_| Reply::Silence);
+        let outcome = run_check(
+            None,
+            &server.check(HttpScheme::Http, "/"),
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            outcome,
+            ProbeOutcome::fail(format!(
+                "Get \"http://127.0.0.1:{}/\": context deadline exceeded (Client.Timeout \
+                 exceeded while awaiting headers)",
+                server.port
+            ))
+        );
+        assert_eq!(server.requests().len(), 1, "the request was sent");
+    }
+
+    #[test]
+    fn a_refused_connection_fails_as_go_words_it() {
+        require_root();
+        let (_held, port) = refusing_port();
+        let check = NetworkCheck::Http {
+            purpose: HttpPurpose::Probe,
+            scheme: HttpScheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/healthz".into(),
+            headers: vec![],
+        };
+        assert_eq!(
+            run_check(None, &check, SECS5),
+            ProbeOutcome::fail(format!(
+                "Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: \
+                 connection refused"
+            ))
+        );
+    }
+
+    #[test]
+    fn https_with_a_self_signed_certificate_passes() {
+        require_root();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let server = TestServer::start(Some(Arc::new(config)), |_| response("200 OK", "", "ok"));
+        let outcome = run_check(None, &server.check(HttpScheme::Https, "/tls"), SECS5);
+        assert_eq!(outcome, ProbeOutcome::pass());
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].starts_with("GET /tls HTTP/1.1\r\n"), "{requests:?}");
+    }
+
+    #[test]
+    fn https_to_a_plain_server_fails() {
+        require_root();
+        // A plain HTTP server answers the ClientHello with a 400, as real ones do.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 512];
+            let _ = conn.read(&mut hello);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        });
+        let check = NetworkCheck::Http {
+            purpose: HttpPurpose::Probe,
+            scheme: HttpScheme::Https,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/".into(),
+            headers: vec![],
+        };
+        let outcome = run_check(None, &check, SECS5);
+        server.join().unwrap();
+        assert_eq!(
+            outcome,
+            ProbeOutcome::fail(format!(
+                "Get \"https://127.0.0.1:{port}/\": tls: first record does not look like a TLS \
+                 handshake"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_hook_passes_on_any_response_and_fails_without_one() {
+        require_root();
+        let server = TestServer::start(None, |_| response("500 Internal Server Error", "", ""));
+        let mut check = server.check(HttpScheme::Http, "/prestop");
+        if let NetworkCheck::Http { purpose, .. } = &mut check {
+            *purpose = HttpPurpose::Hook;
+        }
+        assert_eq!(run_check(None, &check, SECS5), ProbeOutcome::pass());
+        let head = &server.requests()[0];
+        assert!(head.contains("User-Agent: kube-lifecycle/1.33\r\n"), "{head}");
+
+        let (_held, port) = refusing_port();
+        if let NetworkCheck::Http { port: p, .. } = &mut check {
+            *p = port;
+        }
+        let outcome = run_check(None, &check, SECS5);
+        assert!(!outcome.success);
+        assert!(outcome.message.ends_with("connect: connection refused"), "{outcome:?}");
+    }
+
+    #[test]
+    fn paths_become_request_targets() {
+        assert_eq!(request_target(""), "/");
+        assert_eq!(request_target("healthz"), "/healthz");
+        assert_eq!(request_target("/a b?q=\"1\"#frag"), "/a%20b?q=%221%22");
+    }
+
+    #[test]
+    fn locations_resolve_against_the_current_url() {
+        let base = Target {
+            scheme: HttpScheme::Http,
+            host: "10.0.0.5".into(),
+            port: 8080,
+            path: "/a/b?x=1".into(),
+        };
+        let at = |loc: &str| base.resolve(loc).unwrap();
+        assert_eq!(at("/c").path, "/c");
+        assert_eq!(at("c").path, "/a/c");
+        assert_eq!(at("../c").path, "/c");
+        assert_eq!(at("?y=2").path, "/a/b?y=2");
+        let abs = at("https://[fd00::1]:8443/z");
+        assert_eq!(
+            (abs.scheme, abs.host.as_str(), abs.port, abs.path.as_str()),
+            (HttpScheme::Https, "fd00::1", 8443, "/z")
+        );
+        let relative_scheme = at("//other.test");
+        assert_eq!(
+            (relative_scheme.host.as_str(), relative_scheme.port, relative_scheme.path.as_str()),
+            ("other.test", 80, "/")
+        );
+        assert_eq!(
+            base.resolve("ftp://x/").unwrap_err(),
+            "Get \"ftp://x/\": unsupported protocol scheme \"ftp\""
+        );
+    }
+}
