@@ -154,3 +154,135 @@ impl Service<Uri> for Dialer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::thread::JoinHandle;
+
+    use tokio::sync::oneshot;
+    use tonic::transport::server::TcpIncoming;
+    use tonic::transport::Server;
+
+    use super::*;
+    use crate::probe::tests::{refusing_port, require_root};
+    use crate::probe::{run_check, NetworkCheck};
+
+    /// tonic-health's server on 127.0.0.1 with the overall status ("") set, on a thread and
+    /// runtime of its own, shut down on drop.
+    struct HealthServer {
+        port: u16,
+        shutdown: Option<oneshot::Sender<()>>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl HealthServer {
+        fn start(status: tonic_health::ServingStatus) -> Self {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (tx, rx) = oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let (reporter, service) = tonic_health::server::health_reporter();
+                    reporter.set_service_status("", status).await;
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    Server::builder()
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                            let _ = rx.await;
+                        })
+                        .await
+                        .unwrap();
+                });
+            });
+            HealthServer {
+                port,
+                shutdown: Some(tx),
+                thread: Some(thread),
+            }
+        }
+
+        fn check(&self, service: Option<&str>) -> NetworkCheck {
+            NetworkCheck::Grpc {
+                host: "127.0.0.1".into(),
+                port: self.port,
+                service: service.map(str::to_owned),
+            }
+        }
+    }
+
+    impl Drop for HealthServer {
+        fn drop(&mut self) {
+            if let Some(tx) = self.shutdown.take() {
+                let _ = tx.send(());
+            }
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    const SECS5: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn serving_passes() {
+        require_root();
+        let server = HealthServer::start(tonic_health::ServingStatus::Serving);
+        assert_eq!(
+            run_check(None, &server.check(None), SECS5),
+            ProbeOutcome::pass()
+        );
+    }
+
+    #[test]
+    fn not_serving_fails_with_the_status() {
+        require_root();
+        let server = HealthServer::start(tonic_health::ServingStatus::NotServing);
+        assert_eq!(
+            run_check(None, &server.check(None), SECS5),
+            ProbeOutcome::fail("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+    }
+
+    #[test]
+    fn an_unknown_service_fails_with_the_rpc_error() {
+        require_root();
+        let server = HealthServer::start(tonic_health::ServingStatus::Serving);
+        let outcome = run_check(None, &server.check(Some("no.such.Service")), SECS5);
+        assert!(!outcome.success);
+        assert!(
+            outcome
+                .message
+                .starts_with("error: health rpc probe failed: rpc error: code = NotFound desc = "),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_listening_fails_once_the_timeout_is_spent() {
+        require_root();
+        let (_held, port) = refusing_port();
+        let check = NetworkCheck::Grpc {
+            host: "127.0.0.1".into(),
+            port,
+            service: None,
+        };
+        assert_eq!(
+            run_check(None, &check, Duration::from_secs(1)),
+            ProbeOutcome::fail(format!(
+                "timeout: failed to connect service \"127.0.0.1:{port}\" within 1s: context \
+                 deadline exceeded"
+            ))
+        );
+    }
+
+    #[test]
+    fn go_code_names() {
+        assert_eq!(go_code(Code::Cancelled), "Canceled");
+        assert_eq!(go_code(Code::Ok), "OK");
+    }
+}

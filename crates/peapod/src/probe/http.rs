@@ -15,7 +15,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderName, HeaderValue, ACCEPT, CONNECTION, HOST, LOCATION, REFERER, USER_AGENT};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT, CONNECTION, HOST, LOCATION, REFERER, USER_AGENT,
+};
 use hyper::Response;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -25,7 +27,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsConnector;
 
-use super::{dial, go_io_error, join_host_port, HttpPurpose, HttpScheme, ProbeOutcome, KUBE_VERSION};
+use super::{
+    dial, go_io_error, join_host_port, HttpPurpose, HttpScheme, ProbeOutcome, KUBE_VERSION,
+};
 
 /// The kubelet reads at most this much of a probe's response body.
 const MAX_BODY: usize = 10 * 1024;
@@ -64,7 +68,12 @@ pub(super) fn request_target(path: &str) -> String {
 
 /// The URL as Go prints it in errors (`http://10.0.0.5:8080/healthz`).
 pub(super) fn url_string(scheme: HttpScheme, host: &str, port: u16, target: &str) -> String {
-    format!("{}://{}{}", scheme.as_str(), join_host_port(host, port), target)
+    format!(
+        "{}://{}{}",
+        scheme.as_str(),
+        join_host_port(host, port),
+        target
+    )
 }
 
 /// Where one request of the chain goes.
@@ -91,7 +100,9 @@ impl Target {
             )
         };
         if let Some(rest) = location.strip_prefix("//") {
-            return self.with_authority(self.scheme, rest).map_err(|w| parse_error(&w));
+            return self
+                .with_authority(self.scheme, rest)
+                .map_err(|w| parse_error(&w));
         }
         if let Some((scheme, rest)) = split_scheme(location) {
             let scheme = match scheme.to_ascii_lowercase().as_str() {
@@ -106,7 +117,9 @@ impl Target {
             let Some(rest) = rest.strip_prefix("//") else {
                 return Err(parse_error("missing host"));
             };
-            return self.with_authority(scheme, rest).map_err(|w| parse_error(&w));
+            return self
+                .with_authority(scheme, rest)
+                .map_err(|w| parse_error(&w));
         }
         let current_path = self.path.split('?').next().unwrap_or("/");
         let path = if location.starts_with('/') {
@@ -226,7 +239,13 @@ pub(super) async fn check(req: &Request<'_>, deadline: Instant) -> ProbeOutcome 
         requests += 1;
         let sent = timeout_at(
             deadline,
-            send(req, &target, host_override.as_deref(), referer.as_deref(), &mut tls),
+            send(
+                req,
+                &target,
+                host_override.as_deref(),
+                referer.as_deref(),
+                &mut tls,
+            ),
         )
         .await;
         let response = match sent {
@@ -273,13 +292,19 @@ fn redirect_location(response: &Response<Incoming>) -> Option<String> {
         return None;
     }
     let location = response.headers().get(LOCATION)?;
-    let location = String::from_utf8_lossy(location.as_bytes()).trim().to_owned();
+    let location = String::from_utf8_lossy(location.as_bytes())
+        .trim()
+        .to_owned();
     (!location.is_empty()).then_some(location)
 }
 
 /// Judges the final response: status for a probe (after reading at most 10 KiB of body),
 /// mere arrival for a hook.
-async fn finish(purpose: HttpPurpose, response: Response<Incoming>, deadline: Instant) -> ProbeOutcome {
+async fn finish(
+    purpose: HttpPurpose,
+    response: Response<Incoming>,
+    deadline: Instant,
+) -> ProbeOutcome {
     if purpose == HttpPurpose::Hook {
         return ProbeOutcome::pass();
     }
@@ -298,9 +323,9 @@ async fn finish(purpose: HttpPurpose, response: Response<Incoming>, deadline: In
     };
     match status {
         200..=299 => ProbeOutcome::pass(),
-        300..=399 => ProbeOutcome::warn(format!(
-            "Probe terminated redirects, Response body: {body}"
-        )),
+        300..=399 => {
+            ProbeOutcome::warn(format!("Probe terminated redirects, Response body: {body}"))
+        }
         _ => ProbeOutcome::fail(format!("HTTP probe failed with statuscode: {status}")),
     }
 }
@@ -425,7 +450,10 @@ where
 }
 
 /// A transport error as Go's `net/http` words it.
-fn go_hyper_error(e: &hyper::Error, (local, peer): (Option<SocketAddr>, Option<SocketAddr>)) -> String {
+fn go_hyper_error(
+    e: &hyper::Error,
+    (local, peer): (Option<SocketAddr>, Option<SocketAddr>),
+) -> String {
     if e.is_incomplete_message() {
         // The server closed the connection without a complete response.
         return "EOF".into();
@@ -441,7 +469,9 @@ fn go_hyper_error(e: &hyper::Error, (local, peer): (Option<SocketAddr>, Option<S
         source = s.source();
     }
     if e.is_parse() {
-        return format!("net/http: HTTP/1.x transport connection broken: malformed HTTP response: {e}");
+        return format!(
+            "net/http: HTTP/1.x transport connection broken: malformed HTTP response: {e}"
+        );
     }
     e.to_string()
 }
@@ -462,7 +492,10 @@ fn tls_error(e: io::Error) -> String {
                 "tls: first record does not look like a TLS handshake".into()
             }
             rustls::Error::AlertReceived(alert) => {
-                format!("remote error: tls: {}", spaced_lowercase(&format!("{alert:?}")))
+                format!(
+                    "remote error: tls: {}",
+                    spaced_lowercase(&format!("{alert:?}"))
+                )
             }
             other => format!("tls: {other}"),
         };
@@ -592,7 +625,8 @@ mod tests {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
                     let mut stream: Box<dyn ReadWrite> = match &tls {
                         None => Box::new(conn),
                         Some(config) => Box::new(rustls::StreamOwned::new(
@@ -600,7 +634,9 @@ mod tests {
                             conn,
                         )),
                     };
-                    let Some(head) = read_head(&mut *stream) else { continue };
+                    let Some(head) = read_head(&mut *stream) else {
+                        continue;
+                    };
                     seen.lock().unwrap().push(head.clone());
                     match reply(&head) {
                         Reply::Send(bytes) => {
@@ -751,7 +787,10 @@ mod tests {
         let requests = server.requests();
         assert_eq!(requests.len(), 2, "{requests:?}");
         assert!(
-            requests[1].contains(&format!("Referer: http://127.0.0.1:{}/old\r\n", server.port)),
+            requests[1].contains(&format!(
+                "Referer: http://127.0.0.1:{}/old\r\n",
+                server.port
+            )),
             "{}",
             requests[1]
         );
@@ -763,12 +802,20 @@ mod tests {
         // The body is larger than the kubelet reads: the warning carries 10 KiB of it.
         let big = "x".repeat(64 * 1024);
         let server = TestServer::start(None, move |_| {
-            response("301 Moved Permanently", "Location: http://elsewhere.test/\r\n", &big)
+            response(
+                "301 Moved Permanently",
+                "Location: http://elsewhere.test/\r\n",
+                &big,
+            )
         });
         let outcome = run_check(None, &server.check(HttpScheme::Http, "/"), SECS5);
         assert!(outcome.success, "{outcome:?}");
         let prefix = "Probe terminated redirects, Response body: ";
-        assert!(outcome.message.starts_with(prefix), "{}", &outcome.message[..80]);
+        assert!(
+            outcome.message.starts_with(prefix),
+            "{}",
+            &outcome.message[..80]
+        );
         assert_eq!(outcome.message.len(), prefix.len() + MAX_BODY);
         assert_eq!(server.requests().len(), 1, "not followed");
     }
@@ -844,7 +891,10 @@ mod tests {
         assert_eq!(outcome, ProbeOutcome::pass());
         let requests = server.requests();
         assert_eq!(requests.len(), 1);
-        assert!(requests[0].starts_with("GET /tls HTTP/1.1\r\n"), "{requests:?}");
+        assert!(
+            requests[0].starts_with("GET /tls HTTP/1.1\r\n"),
+            "{requests:?}"
+        );
     }
 
     #[test]
@@ -888,7 +938,10 @@ mod tests {
         }
         assert_eq!(run_check(None, &check, SECS5), ProbeOutcome::pass());
         let head = &server.requests()[0];
-        assert!(head.contains("User-Agent: kube-lifecycle/1.33\r\n"), "{head}");
+        assert!(
+            head.contains("User-Agent: kube-lifecycle/1.33\r\n"),
+            "{head}"
+        );
 
         let (_held, port) = refusing_port();
         if let NetworkCheck::Http { port: p, .. } = &mut check {
@@ -896,7 +949,10 @@ mod tests {
         }
         let outcome = run_check(None, &check, SECS5);
         assert!(!outcome.success);
-        assert!(outcome.message.ends_with("connect: connection refused"), "{outcome:?}");
+        assert!(
+            outcome.message.ends_with("connect: connection refused"),
+            "{outcome:?}"
+        );
     }
 
     #[test]
@@ -926,7 +982,11 @@ mod tests {
         );
         let relative_scheme = at("//other.test");
         assert_eq!(
-            (relative_scheme.host.as_str(), relative_scheme.port, relative_scheme.path.as_str()),
+            (
+                relative_scheme.host.as_str(),
+                relative_scheme.port,
+                relative_scheme.path.as_str()
+            ),
             ("other.test", 80, "/")
         );
         assert_eq!(

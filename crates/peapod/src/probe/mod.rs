@@ -266,7 +266,11 @@ pub fn grpc_check(action: &GRPCAction, pod_ip: &str) -> Result<NetworkCheck, Pro
     })
 }
 
-fn host_or_pod_ip(host: Option<&str>, pod_ip: &str, field: &'static str) -> Result<String, ProbeError> {
+fn host_or_pod_ip(
+    host: Option<&str>,
+    pod_ip: &str,
+    field: &'static str,
+) -> Result<String, ProbeError> {
     match host.filter(|h| !h.is_empty()) {
         Some(h) => Ok(h.to_owned()),
         None if !pod_ip.is_empty() => Ok(pod_ip.to_owned()),
@@ -316,9 +320,14 @@ fn port_number(port: i64, field: &'static str) -> Result<u16, ProbeError> {
 /// is a failure worded as the kubelet words it.
 pub fn run_check(netns: Option<&Path>, check: &NetworkCheck, timeout: Duration) -> ProbeOutcome {
     let (tx, rx) = mpsc::channel();
-    spawn_check(netns.map(Path::to_path_buf), check.clone(), timeout, move |outcome| {
-        let _ = tx.send(outcome);
-    });
+    spawn_check(
+        netns.map(Path::to_path_buf),
+        check.clone(),
+        timeout,
+        move |outcome| {
+            let _ = tx.send(outcome);
+        },
+    );
     // The thread enforces `timeout` itself; this bound only matters if it is wedged outside
     // the runtime (opening the namespace file), and then it is left behind.
     match rx.recv_timeout(timeout + Duration::from_secs(1)) {
@@ -358,14 +367,10 @@ pub fn spawn_check(
 /// The body of a check thread: enter the namespace, run the check on a runtime of its own.
 fn check_in_netns(netns: Option<&Path>, check: &NetworkCheck, timeout: Duration) -> ProbeOutcome {
     if let Some(path) = netns {
-        let entered = File::open(path).and_then(|f| {
-            setns(&f, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
-        });
+        let entered = File::open(path)
+            .and_then(|f| setns(&f, CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
         if let Err(e) = entered {
-            return ProbeOutcome::fail(format!(
-                "enter network namespace {}: {e}",
-                path.display()
-            ));
+            return ProbeOutcome::fail(format!("enter network namespace {}: {e}", path.display()));
         }
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -427,10 +432,9 @@ fn timeout_message(check: &NetworkCheck, timeout: Duration) -> String {
              headers)",
             http::url_string(*scheme, host, *port, path)
         ),
-        NetworkCheck::Grpc { host, port, .. } => grpc::connect_timeout_message(
-            &join_host_port(host, *port),
-            timeout,
-        ),
+        NetworkCheck::Grpc { host, port, .. } => {
+            grpc::connect_timeout_message(&join_host_port(host, *port), timeout)
+        }
     }
 }
 
@@ -766,7 +770,10 @@ pub(crate) mod tests {
         assert_eq!(outcome, ProbeOutcome::pass());
         // The connection really reached the listener.
         listener.set_nonblocking(true).unwrap();
-        assert!(listener.accept().is_ok(), "the probe's connection is queued");
+        assert!(
+            listener.accept().is_ok(),
+            "the probe's connection is queued"
+        );
     }
 
     #[test]
@@ -802,7 +809,10 @@ pub(crate) mod tests {
         );
         let outcome = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert!(!outcome.success);
-        assert!(outcome.message.ends_with("connection refused"), "{outcome:?}");
+        assert!(
+            outcome.message.ends_with("connection refused"),
+            "{outcome:?}"
+        );
     }
 
     #[test]
@@ -902,7 +912,10 @@ pub(crate) mod tests {
 
         let outside = run_check(None, &check, Duration::from_secs(5));
         assert!(!outside.success, "{outside:?}");
-        assert!(outside.message.ends_with("connection refused"), "{outside:?}");
+        assert!(
+            outside.message.ends_with("connection refused"),
+            "{outside:?}"
+        );
         drop(listener);
         drop(netns);
     }
