@@ -164,7 +164,7 @@ mod tests {
     use tonic::transport::Server;
 
     use super::*;
-    use crate::probe::tests::{refusing_port, require_root};
+    use crate::probe::tests::{refusing_port, require_root, NetnsThread};
     use crate::probe::{run_check, NetworkCheck};
 
     /// tonic-health's server on 127.0.0.1 with the overall status ("") set, on a thread and
@@ -278,6 +278,30 @@ mod tests {
                  deadline exceeded"
             ))
         );
+    }
+
+    #[test]
+    fn grpc_checks_run_inside_the_given_network_namespace() {
+        require_root();
+        // The server's socket and thread are made inside the namespace.
+        let (netns, server) =
+            NetnsThread::start(|| HealthServer::start(tonic_health::ServingStatus::Serving));
+        // On the host the same port is bound but not listening.
+        let host_socket = tokio::net::TcpSocket::new_v4().unwrap();
+        host_socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], server.port)))
+            .expect("the port is free on the host (a different namespace)");
+        let inside = run_check(Some(&netns.ns_path()), &server.check(None), SECS5);
+        assert_eq!(inside, ProbeOutcome::pass());
+        let outside = run_check(None, &server.check(None), Duration::from_secs(1));
+        assert!(
+            outside
+                .message
+                .starts_with("timeout: failed to connect service"),
+            "{outside:?}"
+        );
+        drop(server);
+        drop(netns);
     }
 
     #[test]

@@ -834,7 +834,7 @@ pub(crate) mod tests {
     }
 
     /// A thread living in a network namespace of its own (loopback up) until dropped.
-    struct NetnsThread {
+    pub(crate) struct NetnsThread {
         tid: i32,
         stop: Option<mpsc::Sender<()>>,
         thread: Option<std::thread::JoinHandle<()>>,
@@ -842,7 +842,9 @@ pub(crate) mod tests {
 
     impl NetnsThread {
         /// Starts the thread; `inside` runs in the new namespace before the thread parks.
-        fn start<T: Send + 'static>(inside: impl FnOnce() -> T + Send + 'static) -> (Self, T) {
+        pub(crate) fn start<T: Send + 'static>(
+            inside: impl FnOnce() -> T + Send + 'static,
+        ) -> (Self, T) {
             let (ready_tx, ready_rx) = mpsc::channel();
             let (stop_tx, stop_rx) = mpsc::channel::<()>();
             let thread = std::thread::spawn(move || {
@@ -872,7 +874,7 @@ pub(crate) mod tests {
             )
         }
 
-        fn ns_path(&self) -> PathBuf {
+        pub(crate) fn ns_path(&self) -> PathBuf {
             PathBuf::from(format!("/proc/self/task/{}/ns/net", self.tid))
         }
     }
