@@ -1574,7 +1574,7 @@ impl PodMonitor<'_> {
         } else if let Some(t) = &probe.tcp_socket {
             crate::probe::tcp_check(t, spec, &ip)
         } else if let Some(g) = &probe.grpc {
-            crate::probe::grpc_check(g, spec, &ip)
+            crate::probe::grpc_check(g, &ip)
         } else {
             return;
         };
@@ -1620,7 +1620,7 @@ impl PodMonitor<'_> {
             self.spawn_exec(i, kind, &argv, timeout);
         } else if let Some(http) = &h.http_get {
             let ip = self.pod_ip();
-            match crate::probe::http_check(http, &self.slots[i].spec, &ip) {
+            match crate::probe::http_hook_check(http, &self.slots[i].spec, &ip) {
                 Ok(check) => self.spawn_network(i, kind, check, timeout),
                 Err(e) => {
                     let job = Job {
