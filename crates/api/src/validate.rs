@@ -538,7 +538,7 @@ fn is_valid_port_name(name: &str) -> Vec<String> {
 }
 
 /// A resource quantity's value, or `None` when it is not a well-formed quantity.
-fn parse_quantity(text: &str) -> Option<f64> {
+pub fn parse_quantity(text: &str) -> Option<f64> {
     let (sign, rest) = match text.strip_prefix(['+', '-']) {
         Some(rest) => (if text.starts_with('-') { -1.0 } else { 1.0 }, rest),
         None => (1.0, text),
