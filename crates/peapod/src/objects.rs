@@ -5,8 +5,9 @@
 //! AtomicWriter that puts a volume's files in place.
 //!
 //! Resolution is pure (a namespace's objects are read once into [`NamespaceObjects`]);
-//! decoding and validation are `peapod_api`'s. It never starts processes or mounts: the pod
-//! monitor mounts the volume directory and calls [`write_volume`].
+//! decoding and validation are `peapod_api`'s. The one effect on the host beyond files is
+//! [`prepare_api_volume`]'s tmpfs (read-only once written, as the kubelet mounts these
+//! volumes read-only), which the pod's teardown unmounts with its other volumes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -1088,6 +1089,54 @@ fn current_files(dir: &Path) -> io::Result<Payload> {
         }
     }
     Ok(out)
+}
+
+/// Makes the directory of a configMap, secret, downwardAPI or projected volume: a tmpfs
+/// (Secrets never touch the disk, as with the kubelet) holding the payload written by
+/// [`write_volume`], then remounted read-only, so no container can write to it whatever its
+/// mount options. Called again, it rewrites changed contents in place.
+pub fn prepare_api_volume(
+    dir: &Path,
+    volume: &Volume,
+    pod: &Pod,
+    objects: &NamespaceObjects,
+) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let Some(payload) = volume_payload(volume, pod, objects, NodeAllocatable::this_machine())
+    else {
+        return Ok(());
+    };
+    let payload = payload?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if is_mountpoint(dir) {
+        mount(None::<&str>, dir, None::<&str>, MsFlags::MS_REMOUNT | flags, None::<&str>)
+            .with_context(|| format!("remounting {} read-write", dir.display()))?;
+    } else {
+        mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("mode=0755"))
+            .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    }
+    let written = write_volume(dir, &payload, Utc::now())
+        .with_context(|| format!("writing the files of volume {:?}", volume.name));
+    let sealed = mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+    .with_context(|| format!("remounting {} read-only", dir.display()));
+    written?;
+    sealed?;
+    Ok(())
+}
+
+fn is_mountpoint(dir: &Path) -> bool {
+    let target = dir.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(&*target))
+    })
 }
 
 /// The pull options for a pod's images: the node's (config.toml, credential files) with the
