@@ -191,6 +191,13 @@ impl Engine {
         Ok(next)
     }
 
+    /// The object store's current resourceVersion (`0` before the first write).
+    pub fn object_revision(&self) -> String {
+        fs::read_to_string(self.objects_dir().join("revision"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "0".to_owned())
+    }
+
     /// One stored object, if it exists.
     pub fn get_object<T: StoredObject>(&self, namespace: &str, name: &str) -> Result<Option<T>> {
         if !valid_file_name(name) {
