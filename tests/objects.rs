@@ -294,3 +294,127 @@ fn get_describe_and_delete_configmaps_and_secrets() {
     let o = p.run(&["get", "cm"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("No resources found in default namespace."));
 }
+
+/// A running `peapod serve` on a free port with a kubeconfig for it (the same harness as
+/// tests/kubectl.rs); killed on drop.
+struct Server {
+    child: std::process::Child,
+    kubeconfig: std::path::PathBuf,
+    cache: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(p: &Peapod) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = p
+            .cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting peapod serve");
+        let mut s = Server {
+            child,
+            kubeconfig: p.root.join("kubeconfig.yaml"),
+            cache: tempfile::tempdir().unwrap(),
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "serve never listened");
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("peapod serve exited: {st}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = p.ok(&["kubeconfig", "--server", &format!("https://127.0.0.1:{port}")]);
+        std::fs::write(&s.kubeconfig, text).unwrap();
+        s
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real kubectl applies, lists, patches and deletes ConfigMaps and Secrets through
+/// `peapod serve`, and the CLI sees the same objects.
+#[test]
+fn kubectl_applies_and_lists_configmaps_and_secrets() {
+    let p = Peapod::new();
+    let s = Server::start(&p);
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-cm\ndata:\n  a: '1'\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: kube-sec\ndata:\n  password: cHc=\n";
+    let file = manifest(&p, "objs.yaml", text);
+    assert_eq!(
+        s.ok(&["apply", "-f", &file]),
+        "configmap/kube-cm created\nsecret/kube-sec created\n"
+    );
+    assert_eq!(
+        s.ok(&["apply", "-f", &file]),
+        "configmap/kube-cm unchanged\nsecret/kube-sec unchanged\n"
+    );
+    let changed = manifest(&p, "changed.yaml", &text.replace("a: '1'", "a: '2'"));
+    assert_eq!(
+        s.ok(&["apply", "-f", &changed]),
+        "configmap/kube-cm configured\nsecret/kube-sec unchanged\n"
+    );
+    let cm = s.ok(&["get", "cm"]);
+    let rows: Vec<Vec<&str>> = cm.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "DATA", "AGE"]);
+    assert_eq!(rows[1][..2], ["kube-cm", "1"]);
+    let sec = s.ok(&["get", "secrets"]);
+    assert!(sec.lines().nth(1).is_some_and(|l| l.starts_with("kube-sec")), "{sec}");
+    assert!(sec.contains("Opaque"), "{sec}");
+    // The CLI reads the same store.
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["get", "cm", "kube-cm", "-o", "json"])).unwrap();
+    assert_eq!(json["data"]["a"], "2");
+    // `create` of an existing one is a 409 with the API server's words.
+    let o = s.kubectl(&["create", "-f", &file]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("Error from server (AlreadyExists)")
+            && stderr.contains("configmaps \"kube-cm\" already exists"),
+        "{stderr}"
+    );
+    s.ok(&["patch", "configmap", "kube-cm", "-p", r#"{"data":{"b":"3"}}"#]);
+    assert_eq!(
+        s.ok(&["get", "cm", "kube-cm", "-o", "jsonpath={.data.b}"]),
+        "3"
+    );
+    assert_eq!(s.ok(&["delete", "-f", &file]).lines().count(), 2);
+    let o = s.kubectl(&["get", "cm", "kube-cm"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NotFound"));
+    assert!(p.ok(&["get", "secrets", "-o", "name"]).is_empty());
+}
