@@ -150,20 +150,42 @@ fn pods_take_env_and_files_from_configmaps_and_secrets() {
     assert_eq!(cat("/etc/all/greeting"), "hello");
     assert_eq!(cat("/etc/all/token"), "abc123");
     // Only the items asked for, behind the kubelet's ..data symlink.
-    let ls = p.ok(&["exec", "consumer", "-c", "app", "--", "ls", "-a", "/etc/config"]);
-    let mut entries: Vec<&str> = ls.split_whitespace().filter(|e| !e.starts_with("..2")).collect();
+    let ls = p.ok(&[
+        "exec",
+        "consumer",
+        "-c",
+        "app",
+        "--",
+        "ls",
+        "-a",
+        "/etc/config",
+    ]);
+    let mut entries: Vec<&str> = ls
+        .split_whitespace()
+        .filter(|e| !e.starts_with("..2"))
+        .collect();
     entries.sort();
     assert_eq!(entries, [".", "..", "..data", "conf"]);
     let mode = |path: &str| {
-        p.ok(&["exec", "consumer", "-c", "app", "--", "stat", "-L", "-c", "%a", path])
-            .trim()
-            .to_string()
+        p.ok(&[
+            "exec", "consumer", "-c", "app", "--", "stat", "-L", "-c", "%a", path,
+        ])
+        .trim()
+        .to_string()
     };
     assert_eq!(mode("/etc/secret/password"), "400");
     assert_eq!(mode("/etc/config/conf/app.conf"), "600");
     assert_eq!(mode("/etc/info/labels"), "644");
     // Read-only, as the kubelet mounts these volumes.
-    let o = p.run(&["exec", "consumer", "-c", "app", "--", "touch", "/etc/config/new"]);
+    let o = p.run(&[
+        "exec",
+        "consumer",
+        "-c",
+        "app",
+        "--",
+        "touch",
+        "/etc/config/new",
+    ]);
     assert!(!o.status.success(), "a configMap volume was writable");
 
     // Applying the same file again changes nothing.
@@ -248,12 +270,18 @@ fn get_describe_and_delete_configmaps_and_secrets() {
     assert_eq!(lines[0], ["NAME", "DATA", "AGE"]);
     assert_eq!(lines[1][..2], ["cm-a", "2"]);
     let secrets = p.ok(&["get", "secrets", "-n", "other"]);
-    let lines: Vec<Vec<&str>> = secrets.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = secrets
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["NAME", "TYPE", "DATA", "AGE"]);
     assert_eq!(lines[1][..3], ["sec-a", "kubernetes.io/basic-auth", "2"]);
     let all = p.ok(&["get", "secret", "-A"]);
     assert!(all.starts_with("NAMESPACE   NAME"), "{all}");
-    assert_eq!(p.ok(&["get", "configmaps", "-o", "name"]), "configmap/cm-a\n");
+    assert_eq!(
+        p.ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/cm-a\n"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&p.ok(&["get", "secret", "sec-a", "-n", "other", "-o", "json"]))
@@ -261,13 +289,21 @@ fn get_describe_and_delete_configmaps_and_secrets() {
     assert_eq!(json["kind"], "Secret");
     assert_eq!(json["data"]["password"], "czNjcmV0");
     assert!(json.get("stringData").is_none());
-    assert!(json["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(json["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
     assert!(json["metadata"]["creationTimestamp"].is_string());
     let yaml = p.ok(&["get", "configmap", "cm-a", "-o", "yaml"]);
-    assert!(yaml.contains("kind: ConfigMap") && yaml.contains("team: x"), "{yaml}");
+    assert!(
+        yaml.contains("kind: ConfigMap") && yaml.contains("team: x"),
+        "{yaml}"
+    );
 
     let describe = p.ok(&["describe", "secret", "sec-a", "-n", "other"]);
-    assert!(describe.contains("Type:  kubernetes.io/basic-auth"), "{describe}");
+    assert!(
+        describe.contains("Type:  kubernetes.io/basic-auth"),
+        "{describe}"
+    );
     assert!(describe.contains("password:  6 bytes"), "{describe}");
     assert!(!describe.contains("s3cret"), "{describe}");
     let describe = p.ok(&["describe", "cm", "cm-a"]);
@@ -278,17 +314,33 @@ fn get_describe_and_delete_configmaps_and_secrets() {
     let file = p.root.join("lib/objects/other/secrets/sec-a.json");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let dir_mode = std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(file.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(dir_mode, 0o700);
 
     let (_, stderr) = p.fails(&["get", "cm", "nope"]);
-    assert!(stderr.contains("Error from server (NotFound): configmaps \"nope\" not found"), "{stderr}");
+    assert!(
+        stderr.contains("Error from server (NotFound): configmaps \"nope\" not found"),
+        "{stderr}"
+    );
     let invalid = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  'a b': x\n";
     let (_, stderr) = p.fails(&["apply", "-f", &manifest(&p, "bad.yaml", invalid)]);
-    assert!(stderr.contains("The ConfigMap \"bad\" is invalid: data[a b]: Invalid value"), "{stderr}");
+    assert!(
+        stderr.contains("The ConfigMap \"bad\" is invalid: data[a b]: Invalid value"),
+        "{stderr}"
+    );
 
-    assert_eq!(p.ok(&["delete", "cm", "cm-a"]), "configmap \"cm-a\" deleted\n");
-    assert_eq!(p.ok(&["delete", "secret", "sec-a", "-n", "other"]), "secret \"sec-a\" deleted\n");
+    assert_eq!(
+        p.ok(&["delete", "cm", "cm-a"]),
+        "configmap \"cm-a\" deleted\n"
+    );
+    assert_eq!(
+        p.ok(&["delete", "secret", "sec-a", "-n", "other"]),
+        "secret \"sec-a\" deleted\n"
+    );
     let (_, stderr) = p.fails(&["delete", "secret", "sec-a", "-n", "other"]);
     assert!(stderr.contains("secrets \"sec-a\" not found"), "{stderr}");
     let o = p.run(&["get", "cm"]);
@@ -324,13 +376,20 @@ impl Server {
         };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "serve never listened");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "serve never listened"
+            );
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("peapod serve exited: {st}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let text = p.ok(&["kubeconfig", "--server", &format!("https://127.0.0.1:{port}")]);
+        let text = p.ok(&[
+            "kubeconfig",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+        ]);
         std::fs::write(&s.kubeconfig, text).unwrap();
         s
     }
@@ -393,7 +452,12 @@ fn kubectl_applies_and_lists_configmaps_and_secrets() {
     assert_eq!(rows[0], ["NAME", "DATA", "AGE"]);
     assert_eq!(rows[1][..2], ["kube-cm", "1"]);
     let sec = s.ok(&["get", "secrets"]);
-    assert!(sec.lines().nth(1).is_some_and(|l| l.starts_with("kube-sec")), "{sec}");
+    assert!(
+        sec.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("kube-sec")),
+        "{sec}"
+    );
     assert!(sec.contains("Opaque"), "{sec}");
     // The CLI reads the same store.
     let json: serde_json::Value =
@@ -408,7 +472,13 @@ fn kubectl_applies_and_lists_configmaps_and_secrets() {
             && stderr.contains("configmaps \"kube-cm\" already exists"),
         "{stderr}"
     );
-    s.ok(&["patch", "configmap", "kube-cm", "-p", r#"{"data":{"b":"3"}}"#]);
+    s.ok(&[
+        "patch",
+        "configmap",
+        "kube-cm",
+        "-p",
+        r#"{"data":{"b":"3"}}"#,
+    ]);
     assert_eq!(
         s.ok(&["get", "cm", "kube-cm", "-o", "jsonpath={.data.b}"]),
         "3"

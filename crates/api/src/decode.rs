@@ -493,8 +493,7 @@ fn decode_strict<T: DeserializeOwned + Serialize>(
         path,
         message,
     })?;
-    let output =
-        serde_json::to_value(&object).expect("a decoded object always serialises to JSON");
+    let output = serde_json::to_value(&object).expect("a decoded object always serialises to JSON");
     let mut unknown = Vec::new();
     let mut path = Vec::new();
     find_unknown_fields::<T>(&input, &input, &output, &mut path, &mut unknown);

@@ -158,7 +158,11 @@ fn secret_causes(secret: &Secret, causes: &mut Causes) {
     // Keys of `stringData` not yet merged (an unnormalised Secret) are checked too.
     for key in secret.string_data.iter().flatten().map(|(k, _)| k) {
         if !data.contains_key(key) {
-            causes.invalid_each(&FieldPath::root("stringData").key(key), key, is_config_map_key(key));
+            causes.invalid_each(
+                &FieldPath::root("stringData").key(key),
+                key,
+                is_config_map_key(key),
+            );
         }
     }
     let strings = secret.string_data.iter().flatten().map(|(_, v)| v);
@@ -217,16 +221,12 @@ fn secret_causes(secret: &Secret, causes: &mut Causes) {
         }
         DOCKERCFG => json_key(DOCKERCFG_KEY, causes),
         DOCKER_CONFIG_JSON => json_key(DOCKER_CONFIG_JSON_KEY, causes),
-        BASIC_AUTH => {
-            if !has("username") && !has("password") {
-                causes.push(Cause::required(&data_path.key("username"), ""));
-                causes.push(Cause::required(&data_path.key("password"), ""));
-            }
+        BASIC_AUTH if !has("username") && !has("password") => {
+            causes.push(Cause::required(&data_path.key("username"), ""));
+            causes.push(Cause::required(&data_path.key("password"), ""));
         }
-        SSH_AUTH => {
-            if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) {
-                causes.push(Cause::required(&data_path.key("ssh-privatekey"), ""));
-            }
+        SSH_AUTH if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) => {
+            causes.push(Cause::required(&data_path.key("ssh-privatekey"), ""));
         }
         TLS => {
             for key in ["tls.crt", "tls.key"] {
@@ -432,23 +432,40 @@ mod tests {
         }
     }
 
-    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a.conf: hello\n";
+    const CM: &str =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a.conf: hello\n";
 
     #[test]
     fn valid_config_map_and_bad_keys() {
         validate_config_map(&config_map(CM)).unwrap();
-        let bad = config_map(&format!("{CM}  'a b': x\n  ..x: z\nbinaryData:\n  a.conf: aGk=\n"));
+        let bad = config_map(&format!(
+            "{CM}  'a b': x\n  ..x: z\nbinaryData:\n  a.conf: aGk=\n"
+        ));
         let err = validate_config_map(&bad).unwrap_err().to_string();
-        assert!(err.starts_with("The ConfigMap \"settings\" is invalid: ["), "{err}");
+        assert!(
+            err.starts_with("The ConfigMap \"settings\" is invalid: ["),
+            "{err}"
+        );
         assert!(err.contains("data[a b]: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"), "{err}");
-        assert!(err.contains("data[..x]: Invalid value: \"..x\": must not start with '..'"), "{err}");
-        assert!(err.contains("data[a.conf]: Invalid value: \"a.conf\": duplicate of key present in binaryData"), "{err}");
+        assert!(
+            err.contains("data[..x]: Invalid value: \"..x\": must not start with '..'"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "data[a.conf]: Invalid value: \"a.conf\": duplicate of key present in binaryData"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn config_map_size_and_name() {
         let mut big = config_map(CM);
-        big.data = Some(BTreeMap::from([("k".into(), "x".repeat(MAX_DATA_SIZE + 1))]));
+        big.data = Some(BTreeMap::from([(
+            "k".into(),
+            "x".repeat(MAX_DATA_SIZE + 1),
+        )]));
         assert_eq!(
             validate_config_map(&big).unwrap_err().to_string(),
             "The ConfigMap \"settings\" is invalid: []: Too long: may not be more than 1048576 bytes"
@@ -486,9 +503,11 @@ mod tests {
 
     #[test]
     fn secret_data_must_be_base64() {
-        let e = decode_objects("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  a: 'not base64!'\n")
-            .unwrap_err()
-            .to_string();
+        let e = decode_objects(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  a: 'not base64!'\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("error decoding document 1: data.a: "), "{e}");
     }
 
@@ -504,8 +523,9 @@ mod tests {
             check("type: kubernetes.io/dockerconfigjson\n").unwrap_err(),
             "The Secret \"s\" is invalid: data[.dockerconfigjson]: Required value"
         );
-        let e = check("type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{'\n")
-            .unwrap_err();
+        let e =
+            check("type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{'\n")
+                .unwrap_err();
         assert!(
             e.starts_with("The Secret \"s\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": "),
             "{e}"

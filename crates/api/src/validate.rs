@@ -1400,12 +1400,22 @@ fn validate_api_data_volume(volume: &Volume, path: &FieldPath, causes: &mut Caus
             if let Some(p) = &projection.downward_api {
                 set.push("downwardAPI");
                 let items = p.items.as_deref().unwrap_or_default();
-                validate_downward_api_files(items, &path.child("downwardAPI").child("items"), causes);
+                validate_downward_api_files(
+                    items,
+                    &path.child("downwardAPI").child("items"),
+                    causes,
+                );
                 targets.extend(items.iter().map(|f| f.path.as_str()));
             }
             for (field, is_set) in [
-                ("serviceAccountToken", projection.service_account_token.is_some()),
-                ("clusterTrustBundle", projection.cluster_trust_bundle.is_some()),
+                (
+                    "serviceAccountToken",
+                    projection.service_account_token.is_some(),
+                ),
+                (
+                    "clusterTrustBundle",
+                    projection.cluster_trust_bundle.is_some(),
+                ),
             ] {
                 if is_set {
                     set.push(field);

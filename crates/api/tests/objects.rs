@@ -83,7 +83,12 @@ fn valid_objects_are_admitted_in_file_order() {
         let text = fs::read_to_string(&path).unwrap();
         let objects = admit(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let kinds: Vec<&str> = objects.iter().map(Object::kind).collect();
-        assert_eq!(kinds, ["ConfigMap", "Secret", "Secret", "Pod"], "{}", path.display());
+        assert_eq!(
+            kinds,
+            ["ConfigMap", "Secret", "Secret", "Pod"],
+            "{}",
+            path.display()
+        );
         let Object::Secret(secret) = &objects[1] else {
             unreachable!()
         };

@@ -131,22 +131,25 @@ pub fn apply(
     let mut failed = 0;
     let verb = if create_only { "creating" } else { "applying" };
     for (source, object) in objects {
-        let result = match object {
-            Object::Pod(pod) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                match engine.apply_pod(*pod, create_only) {
-                    Ok(applied) => {
-                        writeln!(out, "pod/{name} {}", applied_word(applied))?;
-                        Ok(())
+        let result =
+            match object {
+                Object::Pod(pod) => {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    match engine.apply_pod(*pod, create_only) {
+                        Ok(applied) => {
+                            writeln!(out, "pod/{name} {}", applied_word(applied))?;
+                            Ok(())
+                        }
+                        Err(e) => Err(format!(
+                            "Error from server: error when {verb} \"{source}\": {e:#}"
+                        )),
                     }
-                    Err(e) => Err(format!("Error from server: error when {verb} \"{source}\": {e:#}")),
                 }
-            }
-            Object::ConfigMap(c) => put_object(engine, c, create_only, out)
-                .map_err(|e| object_error(&e, verb, &source)),
-            Object::Secret(s) => put_object(engine, s, create_only, out)
-                .map_err(|e| object_error(&e, verb, &source)),
-        };
+                Object::ConfigMap(c) => put_object(engine, c, create_only, out)
+                    .map_err(|e| object_error(&e, verb, &source)),
+                Object::Secret(s) => put_object(engine, s, create_only, out)
+                    .map_err(|e| object_error(&e, verb, &source)),
+            };
         if let Err(message) = result {
             eprintln!("{message}");
             failed += 1;
@@ -208,10 +211,16 @@ fn get_objects<T: StoredObject>(
         items = all;
     } else {
         for n in names {
-            match all.iter().find(|o| o.meta().name.as_deref() == Some(n.as_str())) {
+            match all
+                .iter()
+                .find(|o| o.meta().name.as_deref() == Some(n.as_str()))
+            {
                 Some(o) => items.push(o.clone()),
                 None => {
-                    eprintln!("Error from server (NotFound): {} \"{n}\" not found", T::RESOURCE);
+                    eprintln!(
+                        "Error from server (NotFound): {} \"{n}\" not found",
+                        T::RESOURCE
+                    );
                     missing += 1;
                 }
             }
@@ -278,14 +287,26 @@ pub fn get(
     match resource_of(&resource)? {
         Resource::Pods => {}
         Resource::ConfigMaps => {
-            return get_objects::<ConfigMap>(engine, &names, namespace, all_namespaces, output, |items, all| {
-                peapod_api::objects::config_maps_table(items, all, Utc::now())
-            }, out)
+            return get_objects::<ConfigMap>(
+                engine,
+                &names,
+                namespace,
+                all_namespaces,
+                output,
+                |items, all| peapod_api::objects::config_maps_table(items, all, Utc::now()),
+                out,
+            )
         }
         Resource::Secrets => {
-            return get_objects::<Secret>(engine, &names, namespace, all_namespaces, output, |items, all| {
-                peapod_api::objects::secrets_table(items, all, Utc::now())
-            }, out)
+            return get_objects::<Secret>(
+                engine,
+                &names,
+                namespace,
+                all_namespaces,
+                output,
+                |items, all| peapod_api::objects::secrets_table(items, all, Utc::now()),
+                out,
+            )
         }
     }
     let all = engine.list_pods(if all_namespaces {
@@ -381,7 +402,10 @@ fn describe_objects<T: StoredObject>(
                 write!(out, "{}", describe(&o))?;
             }
             None => {
-                eprintln!("Error from server (NotFound): {} \"{n}\" not found", T::RESOURCE);
+                eprintln!(
+                    "Error from server (NotFound): {} \"{n}\" not found",
+                    T::RESOURCE
+                );
                 failed += 1;
             }
         }
@@ -400,10 +424,22 @@ pub fn describe(
     match resource_of(resource)? {
         Resource::Pods => {}
         Resource::ConfigMaps => {
-            return describe_objects(engine, names, namespace, peapod_api::objects::describe_config_map, out)
+            return describe_objects(
+                engine,
+                names,
+                namespace,
+                peapod_api::objects::describe_config_map,
+                out,
+            )
         }
         Resource::Secrets => {
-            return describe_objects(engine, names, namespace, peapod_api::objects::describe_secret, out)
+            return describe_objects(
+                engine,
+                names,
+                namespace,
+                peapod_api::objects::describe_secret,
+                out,
+            )
         }
     }
     let mut failed = 0;

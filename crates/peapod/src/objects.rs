@@ -203,7 +203,9 @@ impl Engine {
         if !valid_file_name(name) {
             return Ok(None);
         }
-        Ok(peapod_store::read_json(&self.object_path::<T>(namespace, name))?)
+        Ok(peapod_store::read_json(
+            &self.object_path::<T>(namespace, name),
+        )?)
     }
 
     /// Every stored object of a kind, in one namespace or all, sorted by namespace and name.
@@ -270,8 +272,8 @@ impl Engine {
         let name = meta.name.clone().unwrap_or_default();
         object.validate()?;
         peapod_store::create_dir_all(&self.objects_dir()).map_err(anyhow::Error::from)?;
-        let _lock = Lock::exclusive(&self.paths.lib.join("objects.lock"))
-            .map_err(anyhow::Error::from)?;
+        let _lock =
+            Lock::exclusive(&self.paths.lib.join("objects.lock")).map_err(anyhow::Error::from)?;
         let existing: Option<T> = self.get_object(&namespace, &name)?;
         let not_found = || ObjectError::NotFound {
             resource: T::RESOURCE,
@@ -354,8 +356,8 @@ impl Engine {
         if !self.objects_dir().exists() {
             return Err(not_found());
         }
-        let _lock = Lock::exclusive(&self.paths.lib.join("objects.lock"))
-            .map_err(anyhow::Error::from)?;
+        let _lock =
+            Lock::exclusive(&self.paths.lib.join("objects.lock")).map_err(anyhow::Error::from)?;
         let object: T = self.get_object(namespace, name)?.ok_or_else(not_found)?;
         let path = self.object_path::<T>(namespace, name);
         fs::remove_file(&path)
@@ -730,7 +732,14 @@ fn config_map_payload(
         Err(_) if optional => BTreeMap::new(),
         Err(e) => return Err(e),
     };
-    key_payload(&entries, items, default_mode, optional, "configmap", "config")
+    key_payload(
+        &entries,
+        items,
+        default_mode,
+        optional,
+        "configmap",
+        "config",
+    )
 }
 
 fn secret_payload(
@@ -1117,8 +1126,14 @@ pub fn prepare_api_volume(
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if is_mountpoint(dir) {
-        mount(None::<&str>, dir, None::<&str>, MsFlags::MS_REMOUNT | flags, None::<&str>)
-            .with_context(|| format!("remounting {} read-write", dir.display()))?;
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+        .with_context(|| format!("remounting {} read-write", dir.display()))?;
     } else {
         mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("mode=0755"))
             .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
@@ -1208,8 +1223,7 @@ mod tests {
             match o {
                 Object::Pod(p) => pods.push(*p),
                 Object::ConfigMap(c) => {
-                    ns.config_maps
-                        .insert(c.metadata.name.clone().unwrap(), c);
+                    ns.config_maps.insert(c.metadata.name.clone().unwrap(), c);
                 }
                 Object::Secret(mut s) => {
                     peapod_api::objects::normalize_secret(&mut s);
@@ -1229,7 +1243,13 @@ mod tests {
 
     fn container(yaml: &str) -> Container {
         let text = format!("{OBJECTS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n{yaml}");
-        objects(&text).0.remove(0).spec.unwrap().containers.remove(0)
+        objects(&text)
+            .0
+            .remove(0)
+            .spec
+            .unwrap()
+            .containers
+            .remove(0)
     }
 
     #[test]
@@ -1301,7 +1321,13 @@ mod tests {
 
     fn files(p: &Payload) -> Vec<(String, String, u32)> {
         p.iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.data).into_owned(), v.mode))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    String::from_utf8_lossy(&v.data).into_owned(),
+                    v.mode,
+                )
+            })
             .collect()
     }
 
@@ -1326,12 +1352,22 @@ mod tests {
         );
         assert!(payload("  - name: v\n    configMap:\n      name: cfg\n      optional: true\n      items:\n      - {key: nope, path: x}\n").unwrap().is_empty());
         assert_eq!(
-            payload("  - name: v\n    secret: {secretName: nope}\n").unwrap_err().to_string(),
+            payload("  - name: v\n    secret: {secretName: nope}\n")
+                .unwrap_err()
+                .to_string(),
             "secret \"nope\" not found"
         );
-        assert!(payload("  - name: v\n    secret: {secretName: nope, optional: true}\n").unwrap().is_empty());
-        let secret = payload("  - name: v\n    secret: {secretName: sec, defaultMode: 0400}\n").unwrap();
-        assert_eq!(files(&secret), [("password".into(), "hunter2".into(), 0o400)]);
+        assert!(
+            payload("  - name: v\n    secret: {secretName: nope, optional: true}\n")
+                .unwrap()
+                .is_empty()
+        );
+        let secret =
+            payload("  - name: v\n    secret: {secretName: sec, defaultMode: 0400}\n").unwrap();
+        assert_eq!(
+            files(&secret),
+            [("password".into(), "hunter2".into(), 0o400)]
+        );
     }
 
     #[test]
@@ -1344,7 +1380,11 @@ mod tests {
                 ("app".into(), "web".into(), 0o644),
                 ("cpu".into(), "4".into(), 0o644),
                 ("id/uid".into(), "u-1".into(), 0o400),
-                ("labels".into(), "app=\"web\"\nquote=\"say \\\"hi\\\"\"".into(), 0o644),
+                (
+                    "labels".into(),
+                    "app=\"web\"\nquote=\"say \\\"hi\\\"\"".into(),
+                    0o644
+                ),
                 ("mem".into(), "64".into(), 0o644),
                 ("req".into(), "250".into(), 0o644),
             ]
@@ -1364,7 +1404,10 @@ mod tests {
             ]
         );
         let e = payload("  - name: v\n    projected:\n      sources:\n      - configMap: {name: a}\n      - secret: {name: b}\n").unwrap_err();
-        assert_eq!(e.to_string(), "[configmap \"a\" not found, secret \"b\" not found]");
+        assert_eq!(
+            e.to_string(),
+            "[configmap \"a\" not found, secret \"b\" not found]"
+        );
     }
 
     #[test]
@@ -1384,12 +1427,27 @@ mod tests {
         assert!(write_volume(&target, &first, now).unwrap());
         let data = fs::read_link(target.join("..data")).unwrap();
         let ts = data.to_string_lossy().into_owned();
-        assert!(ts.starts_with(&format!("..{}.", now.format("%Y_%m_%d_%H_%M_%S"))), "{ts}");
-        assert_eq!(fs::read_link(target.join("a")).unwrap(), Path::new("..data/a"));
-        assert_eq!(fs::read_link(target.join("sub")).unwrap(), Path::new("..data/sub"));
+        assert!(
+            ts.starts_with(&format!("..{}.", now.format("%Y_%m_%d_%H_%M_%S"))),
+            "{ts}"
+        );
+        assert_eq!(
+            fs::read_link(target.join("a")).unwrap(),
+            Path::new("..data/a")
+        );
+        assert_eq!(
+            fs::read_link(target.join("sub")).unwrap(),
+            Path::new("..data/sub")
+        );
         assert_eq!(fs::read_to_string(target.join("sub/b")).unwrap(), "2");
-        assert_eq!(fs::metadata(target.join("a")).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(target.join(&ts)).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(target.join("a")).unwrap().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(target.join(&ts)).unwrap().mode() & 0o777,
+            0o755
+        );
         // The same payload again: nothing changes.
         assert!(!write_volume(&target, &first, now).unwrap());
         assert_eq!(fs::read_link(target.join("..data")).unwrap(), data);
@@ -1413,7 +1471,10 @@ mod tests {
         let secrets: Vec<Secret> = ns.secrets.values().cloned().collect();
         let creds = pull_secret_credentials(&secrets);
         let local = creds.get("localhost:5000").unwrap();
-        assert_eq!((local.username.as_str(), local.password.as_str()), ("u1", "p1"));
+        assert_eq!(
+            (local.username.as_str(), local.password.as_str()),
+            ("u1", "p1")
+        );
         assert_eq!(creds.get("quay.io").unwrap().username, "u3");
     }
 }

@@ -224,7 +224,10 @@ fn watch<T: ServedObject>(
                 let kind = match seen.get(&uid) {
                     None if first && from_list => None,
                     None => Some("ADDED"),
-                    Some(old) if old["metadata"]["resourceVersion"] != o["metadata"]["resourceVersion"] => {
+                    Some(old)
+                        if old["metadata"]["resourceVersion"]
+                            != o["metadata"]["resourceVersion"] =>
+                    {
                         Some("MODIFIED")
                     }
                     Some(_) => None,
@@ -243,7 +246,10 @@ fn watch<T: ServedObject>(
             first = false;
             for (kind, o) in events {
                 let object = if as_table {
-                    let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_owned();
+                    let rv = o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("0")
+                        .to_owned();
                     table::<T>(std::slice::from_ref(&o), include, &rv)
                 } else {
                     o
@@ -281,7 +287,12 @@ pub async fn get_one<T: ServedObject>(
     let n = name.clone();
     let found: Option<T> = blocking(move || Ok(st2.engine.get_object(&ns, &n)?)).await?;
     let object = found.ok_or_else(|| ApiError::not_found(T::RESOURCE, &name))?;
-    Ok(respond::<T>(StatusCode::OK, &to_value(&object), &headers, &q))
+    Ok(respond::<T>(
+        StatusCode::OK,
+        &to_value(&object),
+        &headers,
+        &q,
+    ))
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -323,7 +334,11 @@ fn decode<T: ServedObject>(
     let object: T = match peapod_api::decode::decode_objects(&text) {
         Ok(objects) if objects.len() == 1 => serde_json::from_value(body.clone())
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        Ok(_) => return Err(ApiError::bad_request("expected one object in the request body")),
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "expected one object in the request body",
+            ))
+        }
         Err(peapod_api::decode::DecodeError::UnknownFields { fields, .. }) if !strict => {
             if q.get("fieldValidation") != Some("Ignore") {
                 warnings.extend(fields.iter().map(|f| format!("unknown field {f:?}")));
@@ -332,7 +347,9 @@ fn decode<T: ServedObject>(
         }
         Err(e) => {
             let m = e.to_string();
-            let m = m.split_once(": ").map_or(m.clone(), |(_, rest)| rest.to_owned());
+            let m = m
+                .split_once(": ")
+                .map_or(m.clone(), |(_, rest)| rest.to_owned());
             return Err(ApiError::bad_request(format!(
                 "{kind} in version \"v1\" cannot be handled as a {kind}: {m}",
                 kind = T::KIND
@@ -342,11 +359,9 @@ fn decode<T: ServedObject>(
     let mut object = object;
     let meta = object.meta_mut();
     match meta.namespace.as_deref() {
-        Some(n) if n != ns && !n.is_empty() => {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ))
-        }
+        Some(n) if n != ns && !n.is_empty() => return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
         _ => meta.namespace = Some(ns.to_owned()),
     }
     if meta.name.as_deref().unwrap_or_default().is_empty() {
@@ -383,7 +398,9 @@ fn dry<T: ServedObject>(st: &AppState, mut object: T, how: &Put) -> Result<Value
             }
             .into())
         }
-        (Some(old), _) => object.validate_update(old).map_err(|i| ApiError::invalid(&i))?,
+        (Some(old), _) => object
+            .validate_update(old)
+            .map_err(|i| ApiError::invalid(&i))?,
         (None, _) => object.validate().map_err(|i| ApiError::invalid(&i))?,
     }
     Ok(to_value(&object))
@@ -528,7 +545,10 @@ pub async fn patch<T: ServedObject>(
         Ok((StatusCode::OK, stored, warnings))
     })
     .await?;
-    Ok(with_warnings(respond::<T>(code, &obj, &headers, &q), &warnings))
+    Ok(with_warnings(
+        respond::<T>(code, &obj, &headers, &q),
+        &warnings,
+    ))
 }
 
 /// `DELETE …/NAME`: the API server's success Status.
