@@ -187,6 +187,8 @@ kind: Pod
 metadata:
   name: live
 spec:
+  # httpd as pid 1 ignores SIGTERM: the liveness kill needs the SIGKILL after the grace.
+  terminationGracePeriodSeconds: 2
   containers:
   - name: web
     image: busybox

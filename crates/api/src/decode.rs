@@ -1,8 +1,9 @@
-//! Decoding manifests into `k8s-openapi` Pods, as strictly as the API server decodes with
-//! `fieldValidation=Strict`: every document must be a `v1` `Pod` (or a `v1` `List`/`PodList`
-//! of them), and a field the Pod schema does not know is an error naming its path.
+//! Decoding manifests into `k8s-openapi` objects, as strictly as the API server decodes with
+//! `fieldValidation=Strict`: every document must be a `v1` `Pod`, `ConfigMap` or `Secret`
+//! (or a `v1` `List`/`PodList` of them), and a field the schema does not know is an error
+//! naming its path. [`decode_objects`] returns every kind; [`decode_pods`] only Pods.
 //!
-//! It owns only the text-to-`Pod` step: no defaulting ([`crate::defaults`]), no validation of
+//! It owns only the text-to-object step: no defaulting ([`crate::defaults`]), no validation of
 //! values ([`crate::validate`]) and no I/O (callers read files and hand over the text).
 //!
 //! How strictness is checked: each document is decoded to a `serde_json::Value`, then to a
@@ -15,8 +16,41 @@
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// One decoded object of a manifest, of a kind peapod serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// A `v1` Pod.
+    Pod(Box<Pod>),
+    /// A `v1` ConfigMap.
+    ConfigMap(ConfigMap),
+    /// A `v1` Secret.
+    Secret(Secret),
+}
+
+impl Object {
+    /// The kind, as in `kind:` (`Pod`, `ConfigMap`, `Secret`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Pod(_) => "Pod",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::Pod(p) => &p.metadata,
+            Object::ConfigMap(c) => &c.metadata,
+            Object::Secret(s) => &s.metadata,
+        }
+    }
+}
 
 /// Where a failing object sits in the input: its document, counted from 1 among the non-empty
 /// documents (a multi-document YAML stream or concatenated JSON objects), and, inside a
@@ -88,14 +122,22 @@ pub enum DecodeError {
         /// The object's `kind`.
         kind: String,
     },
-    /// A core `v1` kind that Kubernetes has but peapod does not support yet (ConfigMap,
-    /// Secret, Service, ...): only Pods can be created.
-    #[error("error decoding {document}: peapod does not support kind {kind:?} ({api_version}) yet: only Pods can be created")]
+    /// A core `v1` kind that Kubernetes has but peapod does not support yet (Service,
+    /// PersistentVolumeClaim, ...): only Pods, ConfigMaps and Secrets can be created.
+    #[error("error decoding {document}: peapod does not support kind {kind:?} ({api_version}) yet: only Pods, ConfigMaps and Secrets can be created")]
     UnsupportedKind {
         /// The offending document.
         document: DocumentRef,
         /// The object's `apiVersion`.
         api_version: String,
+        /// The object's `kind`.
+        kind: String,
+    },
+    /// A kind peapod serves, where only Pods are expected ([`decode_pods`]).
+    #[error("error decoding {document}: expected a Pod, found kind {kind:?}")]
+    NotAPod {
+        /// The offending document.
+        document: DocumentRef,
         /// The object's `kind`.
         kind: String,
     },
@@ -130,6 +172,7 @@ impl DecodeError {
             | DecodeError::MissingApiVersion { document, .. }
             | DecodeError::NoMatch { document, .. }
             | DecodeError::UnsupportedKind { document, .. }
+            | DecodeError::NotAPod { document, .. }
             | DecodeError::InvalidType { document, .. }
             | DecodeError::UnknownFields { document, .. } => *document,
         }
@@ -148,7 +191,6 @@ fn unknown_fields_message(fields: &[String]) -> String {
 /// as [`DecodeError::UnsupportedKind`] rather than as an unknown kind.
 const CORE_V1_KINDS_NOT_SUPPORTED: &[&str] = &[
     "Binding",
-    "ConfigMap",
     "Endpoints",
     "Event",
     "LimitRange",
@@ -159,7 +201,6 @@ const CORE_V1_KINDS_NOT_SUPPORTED: &[&str] = &[
     "PodTemplate",
     "ReplicationController",
     "ResourceQuota",
-    "Secret",
     "Service",
     "ServiceAccount",
 ];
@@ -177,14 +218,37 @@ const OBJECT_EXCERPT_CHARS: usize = 60;
 /// is an error (kubectl: "no objects passed to create") is the caller's decision.
 pub fn decode_pods(text: &str) -> Result<Vec<Pod>, DecodeError> {
     let mut pods = Vec::new();
+    for (document, object) in decode_located(text)? {
+        match object {
+            Object::Pod(pod) => pods.push(*pod),
+            other => {
+                return Err(DecodeError::NotAPod {
+                    document,
+                    kind: other.kind().to_owned(),
+                })
+            }
+        }
+    }
+    Ok(pods)
+}
+
+/// Decode every object in `text` (Pods, ConfigMaps and Secrets, in input order), with the
+/// same rules as [`decode_pods`].
+pub fn decode_objects(text: &str) -> Result<Vec<Object>, DecodeError> {
+    Ok(decode_located(text)?.into_iter().map(|(_, o)| o).collect())
+}
+
+/// Decode every object with the document it comes from.
+pub fn decode_located(text: &str) -> Result<Vec<(DocumentRef, Object)>, DecodeError> {
+    let mut objects = Vec::new();
     for (number, parsed) in parse_documents(text)?.into_iter().enumerate() {
         let document = DocumentRef {
             number: number + 1,
             item: None,
         };
-        decode_document(parsed, document, &mut pods)?;
+        decode_document(parsed, document, &mut objects)?;
     }
-    Ok(pods)
+    Ok(objects)
 }
 
 /// Split the input into parsed, non-empty documents (syntax errors are numbered by their
@@ -281,11 +345,11 @@ fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
     documents
 }
 
-/// Decode one parsed document (a Pod or a list of Pods) and append its Pods.
+/// Decode one parsed document (an object or a list of objects) and append its objects.
 fn decode_document(
     value: Value,
     document: DocumentRef,
-    pods: &mut Vec<Pod>,
+    objects: &mut Vec<(DocumentRef, Object)>,
 ) -> Result<(), DecodeError> {
     let object = match value {
         Value::Object(object) => object,
@@ -298,9 +362,20 @@ fn decode_document(
     };
     let (api_version, kind) = type_meta(&object, document)?;
     match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Pod") => pods.push(decode_pod(Value::Object(object), document)?),
-        ("v1", "List") | ("v1", "PodList") => {
-            let is_pod_list = kind == "PodList";
+        ("v1", "Pod") => objects.push((
+            document,
+            Object::Pod(Box::new(decode_strict(Value::Object(object), document)?)),
+        )),
+        ("v1", "ConfigMap") => objects.push((
+            document,
+            Object::ConfigMap(decode_strict(Value::Object(object), document)?),
+        )),
+        ("v1", "Secret") => objects.push((
+            document,
+            Object::Secret(decode_strict(Value::Object(object), document)?),
+        )),
+        ("v1", "List" | "PodList" | "ConfigMapList" | "SecretList") => {
+            let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
             let items = list_items(object, document)?;
             for (index, item) in items.into_iter().enumerate() {
                 let document = DocumentRef {
@@ -308,11 +383,12 @@ fn decode_document(
                     ..document
                 };
                 let item = match item {
-                    // The API server's PodList items carry no type meta: they are Pods.
-                    Value::Object(mut item) if is_pod_list => {
+                    // The API server's typed lists' items carry no type meta.
+                    Value::Object(mut item) if item_kind.is_some() => {
                         item.entry("apiVersion")
                             .or_insert_with(|| Value::from("v1"));
-                        item.entry("kind").or_insert_with(|| Value::from("Pod"));
+                        item.entry("kind")
+                            .or_insert_with(|| Value::from(item_kind.unwrap_or_default()));
                         Value::Object(item)
                     }
                     other => other,
@@ -325,7 +401,7 @@ fn decode_document(
                         kind: "List".to_owned(),
                     });
                 }
-                decode_document(item, document, pods)?;
+                decode_document(item, document, objects)?;
             }
         }
         ("v1", kind) if CORE_V1_KINDS_NOT_SUPPORTED.contains(&kind) => {
@@ -407,28 +483,31 @@ fn list_items(
     }
 }
 
-/// Decode one Pod object strictly.
-fn decode_pod(input: Value, document: DocumentRef) -> Result<Pod, DecodeError> {
-    let pod = deserialize_pod(&input).map_err(|(path, message)| DecodeError::InvalidType {
+/// Decode one object strictly.
+fn decode_strict<T: DeserializeOwned + Serialize>(
+    input: Value,
+    document: DocumentRef,
+) -> Result<T, DecodeError> {
+    let object: T = deserialize(&input).map_err(|(path, message)| DecodeError::InvalidType {
         document,
         path,
         message,
     })?;
-    let output = serde_json::to_value(&pod).expect("a decoded Pod always serialises to JSON");
+    let output = serde_json::to_value(&object).expect("a decoded object always serialises to JSON");
     let mut unknown = Vec::new();
     let mut path = Vec::new();
-    find_unknown_fields(&input, &input, &output, &mut path, &mut unknown);
+    find_unknown_fields::<T>(&input, &input, &output, &mut path, &mut unknown);
     if !unknown.is_empty() {
         return Err(DecodeError::UnknownFields {
             document,
             fields: unknown,
         });
     }
-    Ok(pod)
+    Ok(object)
 }
 
-/// Decode a Pod, giving on failure the failing field's path and the message.
-fn deserialize_pod(input: &Value) -> Result<Pod, (String, String)> {
+/// Decode an object, giving on failure the failing field's path and the message.
+fn deserialize<T: DeserializeOwned>(input: &Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(input).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -464,8 +543,8 @@ fn render_path(path: &[Step]) -> String {
 }
 
 /// Collect the paths of keys present in `input` but absent from `output` (the re-serialised
-/// Pod). `document` is the whole input, used to probe keys whose value is `null`.
-fn find_unknown_fields(
+/// object). `document` is the whole input, used to probe keys whose value is `null`.
+fn find_unknown_fields<T: DeserializeOwned + Serialize>(
     document: &Value,
     input: &Value,
     output: &Value,
@@ -478,9 +557,9 @@ fn find_unknown_fields(
                 path.push(Step::Key(key.clone()));
                 match output.get(key) {
                     Some(output_value) => {
-                        find_unknown_fields(document, input_value, output_value, path, unknown)
+                        find_unknown_fields::<T>(document, input_value, output_value, path, unknown)
                     }
-                    None if input_value.is_null() && is_known_null_field(document, path) => {}
+                    None if input_value.is_null() && is_known_null_field::<T>(document, path) => {}
                     None => unknown.push(render_path(path)),
                 }
                 path.pop();
@@ -489,7 +568,7 @@ fn find_unknown_fields(
         (Value::Array(input), Value::Array(output)) => {
             for (index, (input_value, output_value)) in input.iter().zip(output).enumerate() {
                 path.push(Step::Index(index));
-                find_unknown_fields(document, input_value, output_value, path, unknown);
+                find_unknown_fields::<T>(document, input_value, output_value, path, unknown);
                 path.pop();
             }
         }
@@ -501,7 +580,7 @@ fn find_unknown_fields(
 /// Whether the `null`-valued key at `path` is a field of the schema: decode the document
 /// again with `{}` in its place. A known field either rejects `{}` or decodes it into a
 /// value that is serialised again; an unknown field is ignored whatever its value.
-fn is_known_null_field(document: &Value, path: &[Step]) -> bool {
+fn is_known_null_field<T: DeserializeOwned + Serialize>(document: &Value, path: &[Step]) -> bool {
     let mut probe = document.clone();
     let mut slot = &mut probe;
     for step in path {
@@ -518,10 +597,10 @@ fn is_known_null_field(document: &Value, path: &[Step]) -> bool {
         };
     }
     *slot = Value::Object(Map::new());
-    let Ok(pod) = serde_json::from_value::<Pod>(probe) else {
+    let Ok(object) = serde_json::from_value::<T>(probe) else {
         return true;
     };
-    let Ok(output) = serde_json::to_value(&pod) else {
+    let Ok(output) = serde_json::to_value(&object) else {
         return true;
     };
     let mut node = &output;
@@ -691,9 +770,13 @@ mod tests {
             "error decoding document 1: no matches for kind \"Deployment\" in version \"apps/v1\""
         );
         assert!(matches!(
-            decode_pods("apiVersion: v1\nkind: ConfigMap\n"),
+            decode_pods("apiVersion: v1\nkind: Service\n"),
             Err(DecodeError::UnsupportedKind { .. })
         ));
+        assert_eq!(
+            err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"),
+            "error decoding document 1: expected a Pod, found kind \"ConfigMap\""
+        );
         assert_eq!(
             err("apiVersion: v1\nmetadata: {name: x}\n"),
             "error decoding document 1: Object 'Kind' is missing in '{\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"x\"}}'"

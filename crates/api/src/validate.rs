@@ -10,14 +10,16 @@
 //!
 //! Where peapod is stricter than Kubernetes the message says so: mount paths and `hostPath`
 //! paths must be absolute, images may not contain whitespace, `emptyDir` media are `""` and
-//! `Memory` only, and only `emptyDir` and `hostPath` volumes can be provided.
+//! `Memory` only, and only `emptyDir`, `hostPath`, `configMap`, `secret`, `downwardAPI` and
+//! `projected` (without service account tokens or trust bundles) volumes can be provided.
+//! ConfigMaps and Secrets themselves are validated in [`crate::objects`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, ObjectFieldSelector, Pod, PodDNSConfig, PodSpec, Probe,
-    ResourceRequirements, Toleration, Volume, VolumeMount,
+    Container, DownwardAPIVolumeFile, EnvFromSource, EnvVar, KeyToPath, ObjectFieldSelector, Pod,
+    PodDNSConfig, PodSpec, Probe, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -374,7 +376,7 @@ fn is_dns1123_label(value: &str) -> Vec<String> {
     errors
 }
 
-fn is_dns1123_subdomain(value: &str) -> Vec<String> {
+pub(crate) fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errors = Vec::new();
     if value.len() > DNS1123_SUBDOMAIN_MAX {
         errors.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
@@ -478,6 +480,34 @@ fn is_env_var_name(value: &str) -> Vec<String> {
     errors
 }
 
+const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
+const CONFIG_MAP_KEY_ERR: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+
+/// `IsConfigMapKey`: the keys of ConfigMaps and Secrets (they become file names).
+pub(crate) fn is_config_map_key(value: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX {
+        errors.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
+    }
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if value.is_empty() || !value.chars().all(valid) {
+        errors.push(regex_error(
+            CONFIG_MAP_KEY_ERR,
+            CONFIG_MAP_KEY_FMT,
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    if value == "." {
+        errors.push("must not be '.'".to_owned());
+    } else if value == ".." {
+        errors.push("must not be '..'".to_owned());
+    } else if value.starts_with("..") {
+        errors.push("must not start with '..'".to_owned());
+    }
+    errors
+}
+
 fn is_valid_port_num(port: i64) -> Vec<String> {
     if (1..=65535).contains(&port) {
         Vec::new()
@@ -508,7 +538,7 @@ fn is_valid_port_name(name: &str) -> Vec<String> {
 }
 
 /// A resource quantity's value, or `None` when it is not a well-formed quantity.
-fn parse_quantity(text: &str) -> Option<f64> {
+pub fn parse_quantity(text: &str) -> Option<f64> {
     let (sign, rest) = match text.strip_prefix(['+', '-']) {
         Some(rest) => (if text.starts_with('-') { -1.0 } else { 1.0 }, rest),
         None => (1.0, text),
@@ -563,22 +593,22 @@ fn has_backsteps(path: &str) -> bool {
 
 /// Field paths as the API server prints them: `spec.containers[0].resources.limits[cpu]`.
 #[derive(Debug, Clone)]
-struct FieldPath(String);
+pub(crate) struct FieldPath(String);
 
 impl FieldPath {
-    fn root(name: &str) -> Self {
+    pub(crate) fn root(name: &str) -> Self {
         FieldPath(name.to_owned())
     }
 
-    fn child(&self, name: &str) -> Self {
+    pub(crate) fn child(&self, name: &str) -> Self {
         FieldPath(format!("{}.{name}", self.0))
     }
 
-    fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         FieldPath(format!("{}[{index}]", self.0))
     }
 
-    fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         FieldPath(format!("{}[{key}]", self.0))
     }
 }
@@ -590,29 +620,34 @@ impl From<&FieldPath> for String {
 }
 
 #[derive(Default)]
-struct Causes(Vec<Cause>);
+pub(crate) struct Causes(Vec<Cause>);
 
 impl Causes {
-    fn push(&mut self, cause: Cause) {
+    pub(crate) fn push(&mut self, cause: Cause) {
         // The API server's aggregate drops repeated messages.
         if !self.0.contains(&cause) {
             self.0.push(cause);
         }
     }
 
-    fn invalid_each(&mut self, path: &FieldPath, value: &str, messages: Vec<String>) {
+    pub(crate) fn invalid_each(&mut self, path: &FieldPath, value: &str, messages: Vec<String>) {
         for message in messages {
             self.push(Cause::invalid(path, value, message));
         }
     }
 
     fn into_result(self, pod: &Pod) -> Result<(), Invalid> {
+        self.into_invalid("Pod", pod.metadata.name.as_deref().unwrap_or_default())
+    }
+
+    /// `Err` with every cause for an object of `kind` named `name`, when there is one.
+    pub(crate) fn into_invalid(self, kind: &str, name: &str) -> Result<(), Invalid> {
         if self.0.is_empty() {
             return Ok(());
         }
         Err(Invalid {
-            kind: "Pod".to_owned(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
             causes: self.0,
         })
     }
@@ -624,7 +659,7 @@ fn validate_pod_into(pod: &Pod, causes: &mut Causes) {
     validate_pod_spec(pod.spec.as_ref().unwrap_or(&empty), causes);
 }
 
-fn validate_object_meta(meta: &ObjectMeta, causes: &mut Causes) {
+pub(crate) fn validate_object_meta(meta: &ObjectMeta, causes: &mut Causes) {
     let path = FieldPath::root("metadata");
     let name = meta.name.as_deref().unwrap_or_default();
     let generate_name = meta.generate_name.as_deref().unwrap_or_default();
@@ -871,13 +906,17 @@ fn validate_volume_source(volume: &Volume, path: &FieldPath, causes: &mut Causes
         }
     }
     for source in &sources {
-        if !matches!(*source, "hostPath" | "emptyDir") {
+        if !matches!(
+            *source,
+            "hostPath" | "emptyDir" | "configMap" | "secret" | "downwardAPI" | "projected"
+        ) {
             causes.push(Cause::forbidden(
                 &path.child(source),
-                "peapod supports only `emptyDir` and `hostPath` volumes",
+                "peapod supports only `emptyDir`, `hostPath`, `configMap`, `secret`, `downwardAPI` and `projected` volumes",
             ));
         }
     }
+    validate_api_data_volume(volume, path, causes);
     if let Some(host_path) = &volume.host_path {
         let path = path.child("hostPath");
         let path_path = path.child("path");
@@ -979,6 +1018,11 @@ fn validate_container(
     validate_env(
         container.env.as_deref().unwrap_or_default(),
         &path.child("env"),
+        causes,
+    );
+    validate_env_from(
+        container.env_from.as_deref().unwrap_or_default(),
+        &path.child("envFrom"),
         causes,
     );
     validate_volume_mounts(
@@ -1120,6 +1164,284 @@ fn validate_env(vars: &[EnvVar], path: &FieldPath, causes: &mut Causes) {
         }
         if let Some(field_ref) = &source.field_ref {
             validate_field_ref(field_ref, &path.child("fieldRef"), causes);
+        }
+        if let Some(r) = &source.config_map_key_ref {
+            validate_key_selector(&r.name, &r.key, &path.child("configMapKeyRef"), causes);
+        }
+        if let Some(r) = &source.secret_key_ref {
+            validate_key_selector(&r.name, &r.key, &path.child("secretKeyRef"), causes);
+        }
+    }
+}
+
+/// A `configMapKeyRef`/`secretKeyRef`: a DNS-subdomain name and a config key.
+fn validate_key_selector(name: &str, key: &str, path: &FieldPath, causes: &mut Causes) {
+    validate_object_name(name, &path.child("name"), causes);
+    if key.is_empty() {
+        causes.push(Cause::required(&path.child("key"), ""));
+    } else {
+        causes.invalid_each(&path.child("key"), key, is_config_map_key(key));
+    }
+}
+
+/// A referenced ConfigMap's or Secret's name: required, a DNS subdomain.
+fn validate_object_name(name: &str, path: &FieldPath, causes: &mut Causes) {
+    if name.is_empty() {
+        causes.push(Cause::required(path, ""));
+    } else {
+        causes.invalid_each(path, name, is_dns1123_subdomain(name));
+    }
+}
+
+fn validate_env_from(sources: &[EnvFromSource], path: &FieldPath, causes: &mut Causes) {
+    for (i, source) in sources.iter().enumerate() {
+        let item = path.index(i);
+        if let Some(prefix) = source.prefix.as_deref().filter(|p| !p.is_empty()) {
+            causes.invalid_each(&item.child("prefix"), prefix, is_env_var_name(prefix));
+        }
+        let mut count = 0;
+        if let Some(r) = &source.config_map_ref {
+            count += 1;
+            validate_object_name(&r.name, &item.child("configMapRef").child("name"), causes);
+        }
+        if let Some(r) = &source.secret_ref {
+            count += 1;
+            validate_object_name(&r.name, &item.child("secretRef").child("name"), causes);
+        }
+        if count == 0 {
+            causes.push(Cause::invalid(
+                path,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            ));
+        } else if count > 1 {
+            causes.push(Cause::forbidden(
+                &item,
+                "may not have more than one field specified at a time",
+            ));
+        }
+    }
+}
+
+const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+
+fn validate_mode(mode: Option<i32>, path: &FieldPath, causes: &mut Causes) {
+    if let Some(mode) = mode.filter(|m| !(0..=0o777).contains(m)) {
+        causes.push(Cause::invalid(path, mode, FILE_MODE_ERROR));
+    }
+}
+
+/// The API server's `validateLocalNonReservedPath`: relative, no `..` element, not
+/// starting with `..`.
+fn validate_local_path(target: &str, path: &FieldPath, causes: &mut Causes) {
+    if is_absolute(target) {
+        causes.push(Cause::invalid(path, target, "must be a relative path"));
+    }
+    if has_backsteps(target) {
+        causes.push(Cause::invalid(path, target, "must not contain '..'"));
+    }
+    if target.starts_with("..") && !target.starts_with("../") {
+        causes.push(Cause::invalid(path, target, "must not start with '..'"));
+    }
+}
+
+fn validate_items(items: &[KeyToPath], path: &FieldPath, causes: &mut Causes) {
+    for (i, item) in items.iter().enumerate() {
+        let path = path.index(i);
+        if item.key.is_empty() {
+            causes.push(Cause::required(&path.child("key"), ""));
+        }
+        if item.path.is_empty() {
+            causes.push(Cause::required(&path.child("path"), ""));
+        }
+        validate_local_path(&item.path, &path.child("path"), causes);
+        validate_mode(item.mode, &path.child("mode"), causes);
+    }
+}
+
+fn validate_downward_api_files(
+    items: &[DownwardAPIVolumeFile],
+    path: &FieldPath,
+    causes: &mut Causes,
+) {
+    const SUPPORTED: &[&str] = &[
+        "metadata.annotations",
+        "metadata.labels",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+    ];
+    const RESOURCES: &[&str] = &[
+        "limits.cpu",
+        "limits.ephemeral-storage",
+        "limits.memory",
+        "requests.cpu",
+        "requests.ephemeral-storage",
+        "requests.memory",
+    ];
+    for (i, item) in items.iter().enumerate() {
+        let path = path.index(i);
+        if item.path.is_empty() {
+            causes.push(Cause::required(&path.child("path"), ""));
+        }
+        validate_local_path(&item.path, &path.child("path"), causes);
+        validate_mode(item.mode, &path.child("mode"), causes);
+        match (&item.field_ref, &item.resource_field_ref) {
+            (Some(field_ref), None) => {
+                let field_path = field_ref.field_path.as_str();
+                let subscripted = ["metadata.labels['", "metadata.annotations['"]
+                    .iter()
+                    .any(|prefix| field_path.starts_with(prefix) && field_path.ends_with("']"));
+                let fpath = path.child("fieldRef");
+                if field_path.is_empty() {
+                    causes.push(Cause::required(&fpath.child("fieldPath"), ""));
+                } else if !subscripted && !SUPPORTED.contains(&field_path) {
+                    causes.push(Cause::not_supported(
+                        &fpath.child("fieldPath"),
+                        field_path,
+                        SUPPORTED,
+                    ));
+                }
+            }
+            (None, Some(resource_ref)) => {
+                let rpath = path.child("resourceFieldRef");
+                if resource_ref
+                    .container_name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    causes.push(Cause::required(&rpath.child("containerName"), ""));
+                }
+                if resource_ref.resource.is_empty() {
+                    causes.push(Cause::required(&rpath.child("resource"), ""));
+                } else if !RESOURCES.contains(&resource_ref.resource.as_str()) {
+                    causes.push(Cause::not_supported(
+                        &rpath.child("resource"),
+                        resource_ref.resource.as_str(),
+                        RESOURCES,
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => causes.push(Cause::invalid(
+                &path,
+                "resource",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            )),
+            (None, None) => causes.push(Cause::required(
+                &path,
+                "one of fieldRef and resourceFieldRef is required",
+            )),
+        }
+    }
+}
+
+/// configMap, secret, downwardAPI and projected volumes, as `validateVolumeSource` checks
+/// them (`projected` without service account tokens or cluster trust bundles: peapod has no
+/// service accounts).
+fn validate_api_data_volume(volume: &Volume, path: &FieldPath, causes: &mut Causes) {
+    if let Some(source) = &volume.config_map {
+        let path = path.child("configMap");
+        validate_object_name(&source.name, &path.child("name"), causes);
+        validate_mode(source.default_mode, &path.child("defaultMode"), causes);
+        validate_items(
+            source.items.as_deref().unwrap_or_default(),
+            &path.child("items"),
+            causes,
+        );
+    }
+    if let Some(source) = &volume.secret {
+        let path = path.child("secret");
+        validate_object_name(
+            source.secret_name.as_deref().unwrap_or_default(),
+            &path.child("secretName"),
+            causes,
+        );
+        validate_mode(source.default_mode, &path.child("defaultMode"), causes);
+        validate_items(
+            source.items.as_deref().unwrap_or_default(),
+            &path.child("items"),
+            causes,
+        );
+    }
+    if let Some(source) = &volume.downward_api {
+        let path = path.child("downwardAPI");
+        validate_mode(source.default_mode, &path.child("defaultMode"), causes);
+        validate_downward_api_files(
+            source.items.as_deref().unwrap_or_default(),
+            &path.child("items"),
+            causes,
+        );
+    }
+    if let Some(source) = &volume.projected {
+        let path = path.child("projected");
+        validate_mode(source.default_mode, &path.child("defaultMode"), causes);
+        let mut paths = BTreeSet::new();
+        for (i, projection) in source.sources.iter().flatten().enumerate() {
+            let path = path.child("sources").index(i);
+            let mut set = Vec::new();
+            let mut targets: Vec<&str> = Vec::new();
+            if let Some(p) = &projection.config_map {
+                set.push("configMap");
+                let path = path.child("configMap");
+                validate_object_name(&p.name, &path.child("name"), causes);
+                let items = p.items.as_deref().unwrap_or_default();
+                validate_items(items, &path.child("items"), causes);
+                targets.extend(items.iter().map(|k| k.path.as_str()));
+            }
+            if let Some(p) = &projection.secret {
+                set.push("secret");
+                let path = path.child("secret");
+                validate_object_name(&p.name, &path.child("name"), causes);
+                let items = p.items.as_deref().unwrap_or_default();
+                validate_items(items, &path.child("items"), causes);
+                targets.extend(items.iter().map(|k| k.path.as_str()));
+            }
+            if let Some(p) = &projection.downward_api {
+                set.push("downwardAPI");
+                let items = p.items.as_deref().unwrap_or_default();
+                validate_downward_api_files(
+                    items,
+                    &path.child("downwardAPI").child("items"),
+                    causes,
+                );
+                targets.extend(items.iter().map(|f| f.path.as_str()));
+            }
+            for (field, is_set) in [
+                (
+                    "serviceAccountToken",
+                    projection.service_account_token.is_some(),
+                ),
+                (
+                    "clusterTrustBundle",
+                    projection.cluster_trust_bundle.is_some(),
+                ),
+            ] {
+                if is_set {
+                    set.push(field);
+                    causes.push(Cause::forbidden(
+                        &path.child(field),
+                        "peapod does not provide service account tokens or cluster trust bundles",
+                    ));
+                }
+            }
+            match set.as_slice() {
+                [] => causes.push(Cause::required(&path, "must specify exactly 1 volume type")),
+                [_] => {}
+                [_, more @ ..] => {
+                    for field in more {
+                        causes.push(Cause::forbidden(
+                            &path.child(field),
+                            "may not specify more than 1 volume type per source",
+                        ));
+                    }
+                }
+            }
+            for target in targets {
+                if !target.is_empty() && !paths.insert(target.to_owned()) {
+                    causes.push(Cause::invalid(&path, target, "conflicting duplicate paths"));
+                }
+            }
         }
     }
 }
@@ -1579,7 +1901,7 @@ fn validate_tolerations(tolerations: &[Toleration], path: &FieldPath, causes: &m
 // ---------------------------------------------------------------------------------------
 // Updates.
 
-fn validate_meta_update(old: &ObjectMeta, new: &ObjectMeta, causes: &mut Causes) {
+pub(crate) fn validate_meta_update(old: &ObjectMeta, new: &ObjectMeta, causes: &mut Causes) {
     let path = FieldPath::root("metadata");
     let fields = [
         ("name", &old.name, &new.name),

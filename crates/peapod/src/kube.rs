@@ -1,14 +1,17 @@
-//! The kubectl-style commands: `apply`/`create -f`, `get pods`, `describe pod`,
-//! `delete pod`, and pod container selection for `exec`/`logs`, with kubectl's wording.
+//! The kubectl-style commands: `apply`/`create -f` (Pods, ConfigMaps and Secrets, in file
+//! order), `get`, `describe` and `delete` of pods, configmaps and secrets, and pod container
+//! selection for `exec`/`logs`, with kubectl's wording.
 
 use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use peapod_api::decode::Object;
 
 use crate::engine::{user_error, Container, Engine};
+use crate::objects::{ObjectError, Put, StoredObject};
 use crate::pod::Applied;
 
 /// Reads manifests from files, directories (their *.yaml, *.yml, *.json) or `-` (stdin).
@@ -54,23 +57,67 @@ fn read_manifests(files: &[String]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Decodes, defaults and validates every pod of the manifests, all before anything is made.
-fn load_pods(files: &[String]) -> Result<Vec<(String, Pod)>> {
-    let mut pods = Vec::new();
+/// Decodes, defaults and validates every object of the manifests, all before anything is
+/// made; in file order.
+fn load_objects(files: &[String]) -> Result<Vec<(String, Object)>> {
+    let mut objects = Vec::new();
     for (source, text) in read_manifests(files)? {
-        let decoded = peapod_api::decode::decode_pods(&text)
+        let decoded = peapod_api::decode::decode_objects(&text)
             .map_err(|e| user_error(format!("error parsing {source}: {e}")))?;
-        for mut pod in decoded {
-            peapod_api::defaults::apply_defaults(&mut pod);
-            if let Err(invalid) = peapod_api::validate::validate_pod(&pod) {
+        for mut object in decoded {
+            let checked = match &mut object {
+                Object::Pod(pod) => {
+                    peapod_api::defaults::apply_defaults(pod);
+                    peapod_api::validate::validate_pod(pod)
+                }
+                Object::ConfigMap(c) => c.validate(),
+                Object::Secret(s) => {
+                    s.normalize();
+                    s.validate()
+                }
+            };
+            if let Err(invalid) = checked {
                 bail!(user_error(format!(
                     "error when creating \"{source}\": {invalid}"
                 )));
             }
-            pods.push((source.clone(), pod));
+            objects.push((source.clone(), object));
         }
     }
-    Ok(pods)
+    Ok(objects)
+}
+
+/// The pods of the manifests, decoded, defaulted and validated with everything else.
+fn load_pods(files: &[String]) -> Result<Vec<(String, Pod)>> {
+    Ok(load_objects(files)?
+        .into_iter()
+        .filter_map(|(source, o)| match o {
+            Object::Pod(p) => Some((source, *p)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn applied_word(applied: Applied) -> &'static str {
+    match applied {
+        Applied::Created => "created",
+        Applied::Unchanged => "unchanged",
+        Applied::Configured => "configured",
+    }
+}
+
+/// Stores one ConfigMap or Secret for `apply`/`create`; prints kubectl's line.
+fn put_object<T: StoredObject>(
+    engine: &Engine,
+    object: T,
+    create_only: bool,
+    out: &mut impl Write,
+) -> Result<(), ObjectError> {
+    let name = object.meta().name.clone().unwrap_or_default();
+    let how = if create_only { Put::Create } else { Put::Apply };
+    let (applied, _) = engine.put_object(object, how)?;
+    let _ = writeln!(out, "{}/{name} {}", T::SINGULAR, applied_word(applied));
+    Ok(())
 }
 
 /// `apply -f` (and `create -f` with `create_only`).
@@ -80,34 +127,144 @@ pub fn apply(
     create_only: bool,
     out: &mut impl Write,
 ) -> Result<i32> {
-    let pods = load_pods(files)?;
+    let objects = load_objects(files)?;
     let mut failed = 0;
-    for (source, pod) in pods {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        match engine.apply_pod(pod, create_only) {
-            Ok(Applied::Created) => writeln!(out, "pod/{name} created")?,
-            Ok(Applied::Unchanged) => writeln!(out, "pod/{name} unchanged")?,
-            Ok(Applied::Configured) => writeln!(out, "pod/{name} configured")?,
-            Err(e) => {
-                let verb = if create_only { "creating" } else { "applying" };
-                eprintln!("Error from server: error when {verb} \"{source}\": {e:#}");
-                failed += 1;
-            }
+    let verb = if create_only { "creating" } else { "applying" };
+    for (source, object) in objects {
+        let result =
+            match object {
+                Object::Pod(pod) => {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    match engine.apply_pod(*pod, create_only) {
+                        Ok(applied) => {
+                            writeln!(out, "pod/{name} {}", applied_word(applied))?;
+                            Ok(())
+                        }
+                        Err(e) => Err(format!(
+                            "Error from server: error when {verb} \"{source}\": {e:#}"
+                        )),
+                    }
+                }
+                Object::ConfigMap(c) => put_object(engine, c, create_only, out)
+                    .map_err(|e| object_error(&e, verb, &source)),
+                Object::Secret(s) => put_object(engine, s, create_only, out)
+                    .map_err(|e| object_error(&e, verb, &source)),
+            };
+        if let Err(message) = result {
+            eprintln!("{message}");
+            failed += 1;
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-fn check_pod_resource(resource: &str) -> Result<()> {
+/// kubectl's line for a failed ConfigMap or Secret: `Error from server (AlreadyExists): …`.
+fn object_error(e: &ObjectError, verb: &str, source: &str) -> String {
+    let reason = match e {
+        ObjectError::NotFound { .. } => " (NotFound)",
+        ObjectError::AlreadyExists { .. } => " (AlreadyExists)",
+        ObjectError::Conflict { .. } => " (Conflict)",
+        ObjectError::Invalid(_) => " (Invalid)",
+        ObjectError::Store(_) => "",
+    };
+    format!("Error from server{reason}: error when {verb} \"{source}\": {e}")
+}
+
+/// The resource a `get`/`describe`/`delete` argument names, as kubectl spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Pods,
+    ConfigMaps,
+    Secrets,
+}
+
+fn resource_of(resource: &str) -> Result<Resource> {
     match resource {
-        "pods" | "pod" | "po" => Ok(()),
+        "pods" | "pod" | "po" => Ok(Resource::Pods),
+        "configmaps" | "configmap" | "cm" => Ok(Resource::ConfigMaps),
+        "secrets" | "secret" => Ok(Resource::Secrets),
         other => bail!(user_error(format!(
-            "the server doesn't have a resource type \"{other}\" (peapod serves pods)"
+            "the server doesn't have a resource type \"{other}\" (peapod serves pods, configmaps and secrets)"
         ))),
     }
 }
 
-/// `get pods [NAME...] [-n NS | -A] [-o wide|yaml|json|name]`.
+/// `get configmaps|secrets`: the named objects (or all), printed as kubectl does.
+#[allow(clippy::too_many_arguments)]
+fn get_objects<T: StoredObject>(
+    engine: &Engine,
+    names: &[String],
+    namespace: &str,
+    all_namespaces: bool,
+    output: Option<&str>,
+    table: fn(&[T], bool) -> String,
+    out: &mut impl Write,
+) -> Result<i32> {
+    let all: Vec<T> = engine.list_objects(if all_namespaces {
+        None
+    } else {
+        Some(namespace)
+    })?;
+    let mut items = Vec::new();
+    let mut missing = 0;
+    if names.is_empty() {
+        items = all;
+    } else {
+        for n in names {
+            match all
+                .iter()
+                .find(|o| o.meta().name.as_deref() == Some(n.as_str()))
+            {
+                Some(o) => items.push(o.clone()),
+                None => {
+                    eprintln!(
+                        "Error from server (NotFound): {} \"{n}\" not found",
+                        T::RESOURCE
+                    );
+                    missing += 1;
+                }
+            }
+        }
+    }
+    match output {
+        None | Some("wide") => {
+            if items.is_empty() {
+                if missing == 0 {
+                    if all_namespaces {
+                        eprintln!("No resources found");
+                    } else {
+                        eprintln!("No resources found in {namespace} namespace.");
+                    }
+                }
+            } else {
+                write!(out, "{}", table(&items, all_namespaces))?;
+            }
+        }
+        Some("name") => {
+            for o in &items {
+                writeln!(out, "{}/{}", T::SINGULAR, o.meta().name.as_deref().unwrap_or_default())?;
+            }
+        }
+        Some(fmt @ ("json" | "yaml")) => {
+            let value = if names.len() == 1 && items.len() == 1 {
+                serde_json::to_value(&items[0])?
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
+            };
+            if fmt == "json" {
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                write!(out, "{}", serde_saphyr_to_string(&value)?)?;
+            }
+        }
+        Some(other) => bail!(user_error(format!(
+            "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"
+        ))),
+    }
+    Ok(if missing > 0 { 1 } else { 0 })
+}
+
+/// `get pods|configmaps|secrets [NAME...] [-n NS | -A] [-o wide|yaml|json|name]`.
 pub fn get(
     engine: &Engine,
     resource: &str,
@@ -127,7 +284,31 @@ pub fn get(
         ),
         None => (resource.to_string(), names.to_vec()),
     };
-    check_pod_resource(&resource)?;
+    match resource_of(&resource)? {
+        Resource::Pods => {}
+        Resource::ConfigMaps => {
+            return get_objects::<ConfigMap>(
+                engine,
+                &names,
+                namespace,
+                all_namespaces,
+                output,
+                |items, all| peapod_api::objects::config_maps_table(items, all, Utc::now()),
+                out,
+            )
+        }
+        Resource::Secrets => {
+            return get_objects::<Secret>(
+                engine,
+                &names,
+                namespace,
+                all_namespaces,
+                output,
+                |items, all| peapod_api::objects::secrets_table(items, all, Utc::now()),
+                out,
+            )
+        }
+    }
     let all = engine.list_pods(if all_namespaces {
         None
     } else {
@@ -193,7 +374,46 @@ fn serde_saphyr_to_string(v: &serde_json::Value) -> Result<String> {
     serde_saphyr::to_string(v).map_err(|e| anyhow::anyhow!("rendering YAML: {e}"))
 }
 
-/// `describe pod NAME...`.
+/// `describe configmap|secret NAME...`.
+fn describe_objects<T: StoredObject>(
+    engine: &Engine,
+    names: &[String],
+    namespace: &str,
+    describe: fn(&T) -> String,
+    out: &mut impl Write,
+) -> Result<i32> {
+    let mut failed = 0;
+    let names: Vec<String> = if names.is_empty() {
+        engine
+            .list_objects::<T>(Some(namespace))?
+            .iter()
+            .map(|o| o.meta().name.clone().unwrap_or_default())
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    for (i, n) in names.iter().enumerate() {
+        match engine.get_object::<T>(namespace, n)? {
+            Some(o) => {
+                if i > 0 {
+                    writeln!(out)?;
+                    writeln!(out)?;
+                }
+                write!(out, "{}", describe(&o))?;
+            }
+            None => {
+                eprintln!(
+                    "Error from server (NotFound): {} \"{n}\" not found",
+                    T::RESOURCE
+                );
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `describe pod|configmap|secret NAME...`.
 pub fn describe(
     engine: &Engine,
     resource: &str,
@@ -201,7 +421,27 @@ pub fn describe(
     namespace: &str,
     out: &mut impl Write,
 ) -> Result<i32> {
-    check_pod_resource(resource)?;
+    match resource_of(resource)? {
+        Resource::Pods => {}
+        Resource::ConfigMaps => {
+            return describe_objects(
+                engine,
+                names,
+                namespace,
+                peapod_api::objects::describe_config_map,
+                out,
+            )
+        }
+        Resource::Secrets => {
+            return describe_objects(
+                engine,
+                names,
+                namespace,
+                peapod_api::objects::describe_secret,
+                out,
+            )
+        }
+    }
     let mut failed = 0;
     for (i, n) in names.iter().enumerate() {
         match engine.find_pod(namespace, n) {
@@ -226,7 +466,8 @@ pub fn describe(
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// `delete pod NAME...` or `delete -f FILE`: returns once every resource is gone.
+/// `delete pod|configmap|secret NAME...` or `delete -f FILE` (every kind in it): returns
+/// once every resource is gone.
 pub fn delete(
     engine: &Engine,
     args: &[String],
@@ -236,18 +477,23 @@ pub fn delete(
     ignore_not_found: bool,
     out: &mut impl Write,
 ) -> Result<i32> {
-    let mut targets: Vec<(String, String)> = Vec::new();
+    let mut targets: Vec<(Resource, String, String)> = Vec::new();
     if !files.is_empty() {
         for (_, text) in read_manifests(files)? {
-            for pod in
-                peapod_api::decode::decode_pods(&text).map_err(|e| user_error(e.to_string()))?
+            for object in
+                peapod_api::decode::decode_objects(&text).map_err(|e| user_error(e.to_string()))?
             {
-                let ns = pod
-                    .metadata
+                let meta = object.metadata();
+                let ns = meta
                     .namespace
                     .clone()
                     .unwrap_or_else(|| namespace.to_string());
-                targets.push((ns, pod.metadata.name.clone().unwrap_or_default()));
+                let resource = match object {
+                    Object::Pod(_) => Resource::Pods,
+                    Object::ConfigMap(_) => Resource::ConfigMaps,
+                    Object::Secret(_) => Resource::Secrets,
+                };
+                targets.push((resource, ns, meta.name.clone().unwrap_or_default()));
             }
         }
     } else {
@@ -258,17 +504,48 @@ pub fn delete(
             Some((r, n)) => (r.to_string(), vec![n.to_string()]),
             None => (resource.clone(), Vec::new()),
         };
-        check_pod_resource(&resource)?;
+        let kind = resource_of(&resource)?;
         names.extend(rest.iter().cloned());
         if names.is_empty() {
             bail!(user_error(
                 "resource(s) were provided, but no name was specified"
             ));
         }
-        targets.extend(names.into_iter().map(|n| (namespace.to_string(), n)));
+        targets.extend(names.into_iter().map(|n| (kind, namespace.to_string(), n)));
     }
     let mut failed = 0;
-    for (ns, name) in targets {
+    for (kind, ns, name) in targets {
+        let deleted = match kind {
+            Resource::Pods => None,
+            Resource::ConfigMaps => Some(
+                engine
+                    .delete_object::<ConfigMap>(&ns, &name)
+                    .map(|_| ConfigMap::SINGULAR),
+            ),
+            Resource::Secrets => Some(
+                engine
+                    .delete_object::<Secret>(&ns, &name)
+                    .map(|_| Secret::SINGULAR),
+            ),
+        };
+        match deleted {
+            None => {}
+            Some(Ok(singular)) => {
+                writeln!(out, "{singular} \"{name}\" deleted")?;
+                continue;
+            }
+            Some(Err(ObjectError::NotFound { .. })) if ignore_not_found => continue,
+            Some(Err(e @ ObjectError::NotFound { .. })) => {
+                eprintln!("Error from server (NotFound): {e}");
+                failed += 1;
+                continue;
+            }
+            Some(Err(e)) => {
+                eprintln!("error: deleting {name}: {e}");
+                failed += 1;
+                continue;
+            }
+        }
         match engine.find_pod(&ns, &name) {
             Ok(v) => match engine.delete_pod(&v, grace) {
                 Ok(()) => writeln!(out, "pod \"{name}\" deleted")?,

@@ -10,6 +10,7 @@ mod infra;
 mod inspect;
 mod kube;
 mod monitor;
+mod objects;
 mod plan;
 mod pod;
 mod pod_monitor;

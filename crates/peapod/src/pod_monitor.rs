@@ -741,7 +741,8 @@ impl PodMonitor<'_> {
         Some(self.engine.pod_dir(&self.uid).join("volumes").join(name))
     }
 
-    /// emptyDirs made (tmpfs for `medium: Memory`), hostPaths checked per their `type`.
+    /// emptyDirs made (tmpfs for `medium: Memory`), hostPaths checked per their `type`,
+    /// configMap/secret/downwardAPI/projected files written (read-only tmpfs, `objects`).
     fn prepare_volumes(&self) -> Result<()> {
         let Some(spec) = self.pod.spec.as_ref() else {
             return Ok(());
@@ -772,9 +773,16 @@ impl PodMonitor<'_> {
                     use std::os::unix::fs::PermissionsExt;
                     let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o777));
                 }
+            } else if crate::objects::is_api_data_volume(v) {
+                let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+                let objects = self.engine.namespace_objects(namespace)?;
+                let dir = self.engine.pod_dir(&self.uid).join("volumes").join(&v.name);
+                crate::objects::prepare_api_volume(&dir, v, &self.pod, &objects).with_context(
+                    || format!("MountVolume.SetUp failed for volume \"{}\"", v.name),
+                )?;
             } else {
                 bail!(
-                    "volume {:?}: peapod supports emptyDir and hostPath volumes only so far",
+                    "volume {:?}: peapod supports emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes only",
                     v.name
                 );
             }
@@ -865,7 +873,11 @@ impl PodMonitor<'_> {
             );
             let started = Instant::now();
             let pulled = images
-                .pull(&image_name, &engine.pull_options(), &mut |_| {})
+                .pull(
+                    &image_name,
+                    &crate::objects::pod_pull_options(engine, &self.pod),
+                    &mut |_| {},
+                )
                 .map_err(|e| {
                     (
                         if backing_off {
@@ -1138,12 +1150,20 @@ impl PodMonitor<'_> {
         let overrides = ProcessOverrides {
             entrypoint: argv.as_ref().map(|_| String::new()),
             cmd: argv.unwrap_or_default(),
-            env: spec
-                .env
-                .iter()
-                .flatten()
-                .map(|e| format!("{}={}", e.name, self.env_value(spec, e)))
-                .collect(),
+            env: {
+                let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+                let objects = engine.namespace_objects(namespace)?;
+                let resolved =
+                    crate::objects::container_env(spec, &objects, |e| self.env_value(spec, e))?;
+                for message in &resolved.skipped {
+                    self.event("Warning", "InvalidEnvironmentVariableNames", message);
+                }
+                resolved
+                    .vars
+                    .into_iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect()
+            },
             working_dir: spec.working_dir.clone(),
             user,
         };
@@ -1157,7 +1177,15 @@ impl PodMonitor<'_> {
                 Some(sub) => join_sub_path(&base, sub)?,
                 None => base,
             };
-            let ro = vm.read_only.unwrap_or(false);
+            // The kubelet mounts configMap, secret, downwardAPI and projected volumes
+            // read-only whatever the mount says.
+            let api_data = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.volumes.iter().flatten().find(|v| v.name == vm.name))
+                .is_some_and(crate::objects::is_api_data_volume);
+            let ro = vm.read_only.unwrap_or(false) || api_data;
             mounts.push(MountRecord {
                 kind: "bind".into(),
                 name: None,

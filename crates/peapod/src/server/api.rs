@@ -5,7 +5,9 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::Router;
 
-use super::{attach, discovery, exec, logs, others, pods, AppState};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+use super::{attach, discovery, exec, logs, objects, others, pods, AppState};
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
@@ -49,6 +51,30 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/namespaces/{name}", get(others::namespace))
         .route("/api/v1/services", get(others::services))
         .route("/api/v1/namespaces/{ns}/services", get(others::services))
+        .route("/api/v1/configmaps", get(objects::list_all::<ConfigMap>))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            get(objects::list::<ConfigMap>).post(objects::create::<ConfigMap>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(objects::get_one::<ConfigMap>)
+                .delete(objects::delete::<ConfigMap>)
+                .patch(objects::patch::<ConfigMap>)
+                .put(objects::replace::<ConfigMap>),
+        )
+        .route("/api/v1/secrets", get(objects::list_all::<Secret>))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(objects::list::<Secret>).post(objects::create::<Secret>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(objects::get_one::<Secret>)
+                .delete(objects::delete::<Secret>)
+                .patch(objects::patch::<Secret>)
+                .put(objects::replace::<Secret>),
+        )
         .route("/healthz", get(others::healthz))
         .route("/livez", get(others::healthz))
         .route("/readyz", get(others::healthz))

@@ -64,6 +64,10 @@ pub async fn api_v1() -> Response {
             {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
             {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions",
              "verbs": ["create", "get"]},
+            {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap",
+             "shortNames": ["cm"], "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+            {"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret",
+             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
             {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
              "shortNames": ["ev"], "verbs": ["get", "list", "watch"]},
             {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
@@ -86,12 +90,21 @@ pub async fn openapi_v3_api_v1() -> Response {
     ok(&json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},
-        "paths": {"/api/v1/namespaces/{namespace}/pods/{name}": {"patch": {
-            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "x-kubernetes-action": "patch",
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-        }}},
+        "paths": {
+            "/api/v1/namespaces/{namespace}/pods/{name}": patch_path("Pod"),
+            "/api/v1/namespaces/{namespace}/configmaps/{name}": patch_path("ConfigMap"),
+            "/api/v1/namespaces/{namespace}/secrets/{name}": patch_path("Secret"),
+        },
     }))
+}
+
+/// A PATCH operation of `kind` that takes `fieldValidation`.
+fn patch_path(kind: &str) -> serde_json::Value {
+    json!({"patch": {
+        "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
+        "x-kubernetes-action": "patch",
+        "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+    }})
 }
 
 /// Anything else: 404 as the API server words it.

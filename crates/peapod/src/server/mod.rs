@@ -10,6 +10,7 @@ mod discovery;
 mod engine_ext;
 mod exec;
 mod logs;
+mod objects;
 mod others;
 mod patch;
 mod pki;
