@@ -137,9 +137,7 @@ fn assert_no_leftovers(p: &Peapod) {
     );
     let ipam: Value = serde_json::from_str(&p.ipam_text()).unwrap_or(Value::Null);
     assert!(
-        ipam["allocations"]
-            .as_object()
-            .is_none_or(|a| a.is_empty()),
+        ipam["allocations"].as_object().is_none_or(|a| a.is_empty()),
         "IPs left: {}",
         p.ipam_text()
     );
@@ -225,7 +223,11 @@ fn cli_killed_at_every_creation_step_then_the_pod_runs() {
 #[test]
 fn network_failing_half_way_fails_apply_and_leaves_nothing() {
     let p = Peapod::new();
-    for step in ["network-ipam-committed", "network-attach-half", "netns-created"] {
+    for step in [
+        "network-ipam-committed",
+        "network-attach-half",
+        "netns-created",
+    ] {
         let file = manifest(&p, "half.yaml", &sleeper("half"));
         let o = with_failpoints(&p, step, &["apply", "-f", &file]);
         assert!(!o.status.success(), "{step}: apply should fail");
@@ -315,7 +317,9 @@ fn pod_monitor_killed_the_pod_comes_back() {
         .as_str()
         .unwrap()
         .to_string();
-    kill_pid(read_pid(&p.root.join("lib/pods").join(&uid).join("monitor.pid")));
+    kill_pid(read_pid(
+        &p.root.join("lib/pods").join(&uid).join("monitor.pid"),
+    ));
     let line = wait_pod(&p, "mon", "1/1", "Running");
     assert_eq!(line.split_whitespace().nth(3), Some("1"), "{line}");
     let names = ps_names(&p);
@@ -352,7 +356,11 @@ fn simulate_reboot(p: &Peapod) {
     let root = p.root.to_str().unwrap().to_string();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -397,7 +405,10 @@ fn simulate_reboot(p: &Peapod) {
         .iter()
         .any(|pid| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(*pid))
     {
-        assert!(start.elapsed() < Duration::from_secs(10), "processes survive");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "processes survive"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -418,7 +429,13 @@ fn simulate_reboot(p: &Peapod) {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -522,7 +539,11 @@ spec:
             .join("volumes/data/init-runs"),
     )
     .unwrap();
-    assert_eq!(runs.lines().count(), 2, "the init container ran again: {runs}");
+    assert_eq!(
+        runs.lines().count(),
+        2,
+        "the init container ran again: {runs}"
+    );
     assert!(get_line(&p, "done").contains("Completed"));
     for pod in ["back", "done"] {
         assert_no_conflict(&p, pod);

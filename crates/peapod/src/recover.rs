@@ -123,15 +123,17 @@ pub fn needs_to_run(pod: &Pod, observed: Option<&ObservedPod>) -> bool {
             Some(ObservedState::Waiting { .. }) | None => return true,
         }
     }
-    spec.containers.iter().any(|c| match state_of(&c.name, false) {
-        Some(ObservedState::Terminated { exit_code, .. }) => match policy {
-            "Never" => false,
-            "OnFailure" => *exit_code != 0,
-            _ => true,
-        },
-        Some(ObservedState::Running { .. }) => policy != "Never",
-        Some(ObservedState::Waiting { .. }) | None => true,
-    })
+    spec.containers
+        .iter()
+        .any(|c| match state_of(&c.name, false) {
+            Some(ObservedState::Terminated { exit_code, .. }) => match policy {
+                "Never" => false,
+                "OnFailure" => *exit_code != 0,
+                _ => true,
+            },
+            Some(ObservedState::Running { .. }) => policy != "Never",
+            Some(ObservedState::Waiting { .. }) | None => true,
+        })
 }
 
 /// The wait before the next try after `failures` failed sandbox re-creations.
@@ -374,10 +376,7 @@ impl Engine {
         st.exit_code = Some(255);
         st.finished_at = Some(Utc::now());
         st.error = Some("the container's monitor died; its exit status is unknown".into());
-        peapod_store::write_json(
-            &self.container_dir(&c.config.id).join("status.json"),
-            &st,
-        )?;
+        peapod_store::write_json(&self.container_dir(&c.config.id).join("status.json"), &st)?;
         Ok(())
     }
 
@@ -488,7 +487,10 @@ impl Engine {
                 }
             }
         }
-        match self.network().collect_garbage(&|owner| has_container(owner)) {
+        match self
+            .network()
+            .collect_garbage(&|owner| has_container(owner))
+        {
             Ok(r) => removed.extend(r),
             Err(e) => removed.push(format!("(failed) network: {e}")),
         }
@@ -635,8 +637,15 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push(b[i + 1..i + 4].iter().fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')));
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(
+                b[i + 1..i + 4]
+                    .iter()
+                    .fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')),
+            );
             i += 4;
         } else {
             out.push(b[i]);
@@ -730,7 +739,10 @@ mod tests {
     #[test]
     fn a_pod_without_observations_still_has_everything_to_run() {
         assert!(needs_to_run(&pod("Never", &[], &["a"]), None));
-        assert!(needs_to_run(&pod("Never", &[], &["a"]), Some(&observed(&[]))));
+        assert!(needs_to_run(
+            &pod("Never", &[], &["a"]),
+            Some(&observed(&[]))
+        ));
     }
 
     #[test]

@@ -269,7 +269,14 @@ fn del_cached(
     let netns = netns
         .and_then(|p| std::path::absolute(p).ok())
         .unwrap_or_else(|| cache.netns.clone());
-    match del_all(dirs, &list, &list.plugins, owner, &netns, cache.result.as_ref()) {
+    match del_all(
+        dirs,
+        &list,
+        &list.plugins,
+        owner,
+        &netns,
+        cache.result.as_ref(),
+    ) {
         Err(_) if !netns.exists() => {}
         other => other?,
     }

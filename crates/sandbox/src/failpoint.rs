@@ -24,10 +24,11 @@ pub enum Action {
 pub fn action_in(spec: &str, name: &str) -> Option<Action> {
     spec.split(',').map(str::trim).find_map(|entry| {
         let (n, what) = entry.split_once('=').unwrap_or((entry, "error"));
-        (n == name).then(|| match what {
+        let action = match what {
             "kill" => Action::Kill,
             _ => Action::Error,
-        })
+        };
+        (n == name).then_some(action)
     })
 }
 
