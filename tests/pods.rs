@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{eth0_addr_mac, example, get_line, manifest, ns_inode, pod_json, wait_pod, Peapod};
 use serde_json::Value;
@@ -370,66 +370,6 @@ fn invalid_manifests_are_refused_and_nothing_is_made() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("No resources found in default namespace."));
     assert_eq!(p.ok(&["ps", "-aq"]), "");
     assert!(p.mounts().is_empty());
-}
-
-/// `kill -9` of a pod's monitor: the pod is reported truthfully and deletes cleanly.
-#[test]
-fn pod_monitor_killed_then_deleted_cleanly() {
-    let p = Peapod::new();
-    let text = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: sleeper
-spec:
-  containers:
-  - name: app
-    image: busybox
-    imagePullPolicy: Never
-    command: ["sleep", "1000"]
-"#;
-    p.ok(&["apply", "-f", &manifest(&p, "sleeper.yaml", text)]);
-    wait_pod(&p, "sleeper", "1/1", "Running");
-    let uid = pod_json(&p, "sleeper")["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let monitor: i32 =
-        std::fs::read_to_string(p.root.join("lib/pods").join(&uid).join("monitor.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    // The container outlives its monitor and is still reported running.
-    assert!(
-        get_line(&p, "sleeper").contains("1/1"),
-        "{}",
-        get_line(&p, "sleeper")
-    );
-    let app = k8s_name(&p, "sleeper", "app");
-    let app_pid = pid(&p, &app);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(app_pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let start = Instant::now();
-    while get_line(&p, "sleeper").contains("1/1") && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        get_line(&p, "sleeper").contains("0/1"),
-        "a dead container is not ready: {}",
-        get_line(&p, "sleeper")
-    );
-    p.ok(&["delete", "pod", "sleeper"]);
-    assert_no_leftovers(&p);
 }
 
 fn assert_no_leftovers(p: &Peapod) {

@@ -129,7 +129,7 @@ impl Engine {
             .with_context(|| format!("opening the image store {}", self.paths.images().display()))
     }
 
-    fn network(&self) -> PodNetwork {
+    pub(crate) fn network(&self) -> PodNetwork {
         PodNetwork::new(
             &self.paths.network(),
             &self.paths.cni_conf_dir(),
@@ -137,7 +137,7 @@ impl Engine {
         )
     }
 
-    fn runtime_of(&self, cfg: &ContainerConfig) -> Runtime {
+    pub(crate) fn runtime_of(&self, cfg: &ContainerConfig) -> Runtime {
         Runtime {
             binary: cfg.runtime.clone(),
             state_root: self.paths.runtime_state(),
@@ -159,7 +159,7 @@ impl Engine {
         })
     }
 
-    fn global_lock(&self) -> Result<Lock> {
+    pub(crate) fn global_lock(&self) -> Result<Lock> {
         Ok(Lock::exclusive(&self.paths.lib.join("containers.lock"))?)
     }
 
@@ -444,6 +444,10 @@ impl Engine {
             fs::rename(&staging, self.container_dir(&id))
                 .with_context(|| format!("committing {}", self.container_dir(&id).display()))?;
         }
+        if let Err(e) = crate::fault::point("container-committed") {
+            let _ = self.teardown(&config, true);
+            return Err(e);
+        }
 
         match self.make_resources(&mut config, image, images, process) {
             Ok(()) => Ok(config),
@@ -494,6 +498,11 @@ impl Engine {
         let Some(pin) = config.netns.clone() else {
             return Ok(());
         };
+        if pin.exists() && !netns::is_pinned(&pin) {
+            // The pin file outlived its mount (a reboot): make the namespace again.
+            netns::remove(&pin)
+                .with_context(|| format!("removing the stale netns pin {}", pin.display()))?;
+        }
         if !pin.exists() {
             netns::create(&pin)
                 .with_context(|| format!("creating the network namespace {}", pin.display()))?;
@@ -720,8 +729,13 @@ impl Engine {
             &dir.join("work"),
             &dir.join("rootfs"),
         )?;
-        if config.netns.as_ref().is_some_and(|p| !p.exists()) {
+        if config.netns.as_ref().is_some_and(|p| !netns::is_pinned(p)) {
             self.ensure_network(&mut config)?;
+        }
+        // State the runtime kept of an earlier run whose monitor died (a crash, a reboot
+        // without a tmpfs /run): `create` would fail with "already exists".
+        if self.paths.runtime_state().join(&config.id).exists() {
+            self.runtime_of(&config).delete(&config.id)?;
         }
         let exe = crate::engine::self_exe();
         let mut cmd = Command::new(exe);
@@ -853,10 +867,20 @@ impl Engine {
         if let Err(e) = peapod_image::rootfs::unmount(&dir.join("rootfs")) {
             errors.push(format!("unmounting the root filesystem: {e}"));
         }
+        crate::fault::point("container-teardown-half")?;
         if let Some(pin) = &config.netns {
             if config.network_mode == NetworkMode::Bridge {
-                if let Err(e) = self.network().detach(&config.id, pin) {
-                    errors.push(format!("detaching from the network: {e}"));
+                if let Err(first) = self.network().detach(&config.id, pin) {
+                    // A CNI plugin whose DEL keeps failing must not wedge the removal: with
+                    // the namespace gone (and whatever lived in it), its failures are ignored.
+                    let retried = netns::remove(pin)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| Ok(self.network().detach(&config.id, pin)?));
+                    if let Err(e) = retried {
+                        errors.push(format!(
+                            "detaching from the network: {first}; after removing the namespace: {e:#}"
+                        ));
+                    }
                 }
             }
             if let Err(e) = netns::remove(pin) {

@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 /// process (`peapod infra --pid1`), reported as PID, so containers can join it.
 pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<()> {
     let mask = crate::monitor::block_lifecycle_signals()?;
+    crate::fault::point("infra-start")?;
     let pid1 = match setup(netns, hostname, share_pid) {
         Ok(pid1) => {
             match pid1 {
@@ -28,6 +29,7 @@ pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool) -> Result<()> 
                 None => println!("ok"),
             }
             let _ = std::io::stdout().flush();
+            crate::fault::point("infra-ready")?;
             pid1
         }
         Err(e) => {

@@ -5,6 +5,7 @@ mod attach;
 mod config;
 mod crilog;
 mod engine;
+mod fault;
 mod format;
 mod infra;
 mod inspect;
@@ -17,6 +18,7 @@ mod pod_monitor;
 mod probe;
 mod pull;
 mod record;
+mod recover;
 mod server;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -456,12 +458,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether a command reads or changes pods or containers, so recovery runs before it
+/// (not for the processes peapod re-executes, image commands or `serve`, which runs it
+/// itself).
+fn touches_pods_or_containers(cmd: &Cmd) -> bool {
+    !matches!(
+        cmd,
+        Cmd::Serve { .. }
+            | Cmd::Kubeconfig { .. }
+            | Cmd::Monitor { .. }
+            | Cmd::PodMonitor { .. }
+            | Cmd::Infra { .. }
+            | Cmd::Pull { .. }
+            | Cmd::Login { .. }
+            | Cmd::Logout { .. }
+            | Cmd::Image(_)
+            | Cmd::Images
+            | Cmd::Load(_)
+    )
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     let engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+    if touches_pods_or_containers(&cli.command) {
+        recover::before_command(&engine);
+    }
     let mut out = io::stdout().lock();
     match cli.command {
         Cmd::Serve { listen, socket } => {
             drop(out);
+            // Recovery at start-up and then every 10 s, beside the server.
+            let recovering = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+            std::thread::spawn(move || loop {
+                recover::before_command(&recovering);
+                std::thread::sleep(Duration::from_secs(10));
+            });
             server::serve(engine, server::ServeOptions { listen, socket })?;
             Ok(0)
         }

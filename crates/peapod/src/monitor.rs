@@ -52,6 +52,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     };
     match start(engine, id, listener.as_ref()) {
         Ok(started) => {
+            crate::fault::point("monitor-started")?;
             if listener.is_none() {
                 println!("ok");
             }
@@ -112,6 +113,7 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
         binary: config.runtime.clone(),
         state_root: engine.paths.runtime_state(),
     };
+    crate::fault::point("monitor-before-create")?;
     let (pid, output, log) = create_in_runtime(engine, &config, &runtime)?;
     let proxy = match (&config.endpoint, config.ports.is_empty()) {
         (Some(ep), false) => {

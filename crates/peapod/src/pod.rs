@@ -119,8 +119,15 @@ impl Engine {
             .join(format!("{namespace}_{name}_{uid}"))
     }
 
-    fn pods_lock(&self) -> Result<Lock> {
+    pub(crate) fn pods_lock(&self) -> Result<Lock> {
         Ok(Lock::exclusive(&self.paths.lib.join("pods.lock"))?)
+    }
+
+    /// The pod's lifecycle lock, held by whoever makes, recovers or deletes its sandbox
+    /// (never by its monitor), so no two commands do so at once and recovery leaves alone a
+    /// pod another live command is working on.
+    pub(crate) fn pod_lock_path(&self, uid: &str) -> PathBuf {
+        self.pod_dir(uid).join("lifecycle.lock")
     }
 
     /// Reads a pod's stored manifest.
@@ -371,25 +378,37 @@ impl Engine {
         }
         let staging = self.pods_dir().join(format!(".{uid}"));
         peapod_store::create_dir_all(&staging)?;
+        // Taken before the pod is visible and kept until its monitor runs, so recovery
+        // never mistakes a pod being created for one whose creator died.
+        let pod_lock = Lock::exclusive(&staging.join("lifecycle.lock"))?;
         peapod_store::write_json(&staging.join("pod.json"), &pod)?;
         fs::rename(&staging, self.pod_dir(&uid))
             .with_context(|| format!("committing pod {name}"))?;
         drop(lock);
+        crate::fault::point("pod-committed")?;
         self.record_event(
             &pod,
             "Normal",
             "Scheduled",
             &format!("Successfully assigned {namespace}/{name} to {node}"),
         )?;
-        if let Err(e) = self.start_pod(&pod, &uid) {
+        if let Err(e) = self.start_pod(&pod, &uid, 0) {
+            // Marked deleted first: a teardown that fails half way is finished by recovery,
+            // never mistaken for a pod to bring back.
+            let mut gone = pod.clone();
+            gone.metadata.deletion_timestamp = Some(k8s_time(Utc::now()));
+            gone.metadata.deletion_grace_period_seconds = Some(0);
+            let _ = peapod_store::write_json(&self.pod_dir(&uid).join("pod.json"), &gone);
             let _ = self.teardown_pod(&uid);
             return Err(e);
         }
+        drop(pod_lock);
         Ok(Applied::Created)
     }
 
-    /// Makes the pod's sandbox record (infra: netns, IP, /etc files) and starts its monitor.
-    fn start_pod(&self, pod: &Pod, uid: &str) -> Result<()> {
+    /// Makes the pod's sandbox record (infra: netns, IP, /etc files), named with `attempt`,
+    /// and starts its monitor. The caller holds the pod's lifecycle lock.
+    pub(crate) fn start_pod(&self, pod: &Pod, uid: &str, attempt: u32) -> Result<()> {
         let spec = pod.spec.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let namespace = pod
@@ -408,7 +427,7 @@ impl Engine {
         };
         let mut infra = ContainerConfig {
             id: id.clone(),
-            name: container_name("POD", &name, &namespace, uid, 0),
+            name: container_name("POD", &name, &namespace, uid, attempt),
             created: Utc::now(),
             image: "peapod/infra".into(),
             image_id: String::new(),
@@ -441,7 +460,7 @@ impl Engine {
                 container_name: "POD".into(),
                 infra: true,
                 init: false,
-                attempt: 0,
+                attempt,
                 ipc: None,
                 uts: None,
                 pid: None,
@@ -452,15 +471,18 @@ impl Engine {
         // Write-ahead record, then the network, then the /etc files.
         let dir = self.container_dir(&id);
         {
+            let _lock = self.global_lock()?;
             let staging = self.paths.containers().join(format!(".{id}"));
             peapod_store::create_dir_all(&staging)?;
             peapod_store::write_json(&staging.join("container.json"), &infra)?;
             fs::rename(&staging, &dir).with_context(|| format!("committing {}", dir.display()))?;
             peapod_store::atomic_write(&self.pod_dir(uid).join("infra.id"), id.as_bytes())?;
         }
+        crate::fault::point("sandbox-committed")?;
         if let Some(pin) = infra.netns.clone() {
             netns::create(&pin)
                 .with_context(|| format!("creating the pod network namespace {}", pin.display()))?;
+            crate::fault::point("netns-created")?;
             let endpoint = peapod_sandbox::PodNetwork::new(
                 &self.paths.network(),
                 &self.paths.cni_conf_dir(),
@@ -506,6 +528,7 @@ impl Engine {
         )?;
         infra.phase = Phase::Created;
         peapod_store::write_json(&dir.join("container.json"), &infra)?;
+        crate::fault::point("sandbox-ready")?;
 
         let exe = crate::engine::self_exe();
         let mut cmd = Command::new(exe);
@@ -548,12 +571,15 @@ impl Engine {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
         let grace = grace.unwrap_or(spec_grace).max(0);
+        // Waits for a creation or recovery of this pod in flight (each is bounded).
+        let _pod_lock = Lock::exclusive(&self.pod_lock_path(&view.uid))?;
         if pod.metadata.deletion_timestamp.is_none() {
             pod.metadata.deletion_timestamp =
                 Some(k8s_time(Utc::now() + chrono::Duration::seconds(grace)));
             pod.metadata.deletion_grace_period_seconds = Some(grace);
             peapod_store::write_json(&dir.join("pod.json"), &pod)?;
         }
+        crate::fault::point("delete-marked")?;
         let monitor_lock = dir.join("monitor.lock");
         if Lock::is_held(&monitor_lock)? {
             let pid: Option<i32> = fs::read_to_string(dir.join("monitor.pid"))
@@ -565,8 +591,17 @@ impl Engine {
                     nix::sys::signal::Signal::SIGTERM,
                 );
             }
+            crate::fault::point("delete-signalled")?;
             let limit = Duration::from_secs(grace as u64 + 15);
-            wait_until(limit, || !Lock::is_held(&monitor_lock).unwrap_or(false));
+            if !wait_until(limit, || !Lock::is_held(&monitor_lock).unwrap_or(false)) {
+                // A stuck monitor: its containers are killed by the teardown below.
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
         }
         self.teardown_pod(&view.uid)
     }
@@ -583,6 +618,7 @@ impl Engine {
                 errors.push(format!("{}: {e:#}", c.config.name));
             }
         }
+        crate::fault::point("teardown-containers-removed")?;
         let dir = self.pod_dir(uid);
         // The pod's cgroup, once its containers' are gone (the runtime removed those).
         let mount = Path::new("/sys/fs/cgroup");

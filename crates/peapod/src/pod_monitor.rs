@@ -139,15 +139,17 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     )?;
     let mut pm = match start_sandbox(engine, uid) {
         Ok(pm) => {
-            println!("ok");
-            let _ = std::io::stdout().flush();
+            // A reader that went away (the CLI killed) must not take the monitor down.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "ok");
+            let _ = out.flush();
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
             }
             pm
         }
         Err(e) => {
-            println!("error: {e:#}");
+            let _ = writeln!(std::io::stdout(), "error: {e:#}");
             return Err(e);
         }
     };
@@ -188,6 +190,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let infra: ContainerConfig =
         peapod_store::read_json(&engine.container_dir(infra_id.trim()).join("container.json"))?
             .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?;
+    crate::fault::point("pod-monitor-before-infra")?;
     let exe = crate::engine::self_exe();
     let mut cmd = Command::new(exe);
     cmd.arg("infra").arg("--hostname").arg(&infra.hostname);
@@ -227,6 +230,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let infra_pid = child.id() as i32;
     // The child is reaped by our own waitpid loop, not by `Child`.
     std::mem::forget(child);
+    crate::fault::point("pod-monitor-after-infra")?;
     let now = Utc::now();
     let infra_status = ContainerStatus {
         pid: infra_pid,

@@ -83,6 +83,7 @@ pub(crate) fn attach(
         }
         (bridge_index, ip, fresh, had_address)
     };
+    let injected = |name: &str| crate::failpoint::check(name).map_err(NetworkError::Injected);
     let undo = |made_veth: bool| -> Result<(), NetworkError> {
         let veth_gone = if made_veth {
             host_nl.delete_link(&veth).map_err(NetworkError::from)
@@ -97,6 +98,9 @@ pub(crate) fn attach(
         veth_gone.and(ip_gone)
     };
 
+    if let Err(e) = injected("network-ipam-committed") {
+        return Err(e.with_rollback(undo(false)));
+    }
     // Re-attaching replaces the interface the owner had (its peer, eth0, goes with it).
     let made = if had_address {
         host_nl.delete_link(&veth)
@@ -106,6 +110,9 @@ pub(crate) fn attach(
     .and_then(|()| host_nl.add_veth_into(&veth, bridge_index, &netns, POD_IFNAME, mac_for(ip)));
     if let Err(e) = made {
         return Err(NetworkError::from(e).with_rollback(undo(false)));
+    }
+    if let Err(e) = injected("network-attach-half") {
+        return Err(e.with_rollback(undo(true)));
     }
     if let Err(e) = configure_pod_side(&pod_nl, ip, subnet.prefix_len(), gateway) {
         return Err(NetworkError::from(e).with_rollback(undo(true)));
@@ -130,6 +137,48 @@ pub(crate) fn detach(state_dir: &Path, owner: &str) -> Result<(), NetworkError> 
     let host_nl = Netlink::connect().map_err(|e| err("open netlink socket", e))?;
     host_nl.delete_link(&veth_name(owner))?;
     release(state_dir, owner)
+}
+
+/// Releases the addresses (and deletes the veths) of owners that no longer exist, then
+/// deletes every `veth*` port of the bridge that no remaining allocation accounts for;
+/// all under the network lock, so no attach or detach runs meanwhile.
+pub(crate) fn collect_garbage(
+    state_dir: &Path,
+    config: &NetworkConfig,
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, NetworkError> {
+    if !ipam::state_file(state_dir).exists() {
+        return Ok(Vec::new());
+    }
+    let _lock = Lock::exclusive(&ipam::lock_file(state_dir))?;
+    let mut state = ipam::load(state_dir)?;
+    let host_nl = Netlink::connect().map_err(|e| err("open netlink socket", e))?;
+    let mut removed = Vec::new();
+    let dead: Vec<(Ipv4Addr, String)> = state
+        .allocations
+        .iter()
+        .filter(|(_, owner)| !exists(owner))
+        .map(|(ip, owner)| (*ip, owner.clone()))
+        .collect();
+    for (ip, owner) in &dead {
+        host_nl.delete_link(&veth_name(owner))?;
+        state.release(owner);
+        removed.push(format!("address {ip} of {owner}"));
+    }
+    if !dead.is_empty() {
+        ipam::save(state_dir, &state)?;
+    }
+    if let Some(bridge) = host_nl.link(&config.bridge)? {
+        let wanted: std::collections::BTreeSet<String> =
+            state.allocations.values().map(|o| veth_name(o)).collect();
+        for port in host_nl.ports_of(bridge.header.index)? {
+            if port.starts_with("veth") && !wanted.contains(&port) {
+                host_nl.delete_link(&port)?;
+                removed.push(format!("veth {port}"));
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Releases `owner`'s address under the network lock.

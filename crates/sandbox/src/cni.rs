@@ -5,7 +5,8 @@
 //! conflist used, so `DEL` runs the same plugins even if the file changed; it is written
 //! before `ADD` runs, so a crash mid-`ADD` still leaves enough for `DEL`.
 //!
-//! Plugins are found in `/opt/cni/bin` then `/usr/lib/cni`; each run is bounded by
+//! Plugins are found in the configured plugin directories (`/opt/cni/bin` then
+//! `/usr/lib/cni` by default), given to them as `CNI_PATH`; each run is bounded by
 //! [`PLUGIN_TIMEOUT`], so a stuck plugin cannot wedge a teardown.
 
 use std::fs;
@@ -22,9 +23,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{Endpoint, NetworkError};
-
-/// Where plugin executables are looked for, in order (the `CNI_PATH` given to plugins).
-pub(crate) const CNI_PATH: &str = "/opt/cni/bin:/usr/lib/cni";
 
 /// How long one plugin may run before it is killed.
 pub(crate) const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -140,13 +138,14 @@ fn plugin_type(plugin: &Map<String, Value>) -> &str {
 /// Runs `ADD` for `owner`; see [`crate::PodNetwork::attach`].
 pub(crate) fn attach(
     state_dir: &Path,
+    dirs: &[PathBuf],
     conflist_path: &Path,
     owner: &str,
     netns: &Path,
 ) -> Result<Endpoint, NetworkError> {
     // A stale attachment of this owner goes first, so the plugins never see ADD twice; it
     // is torn down in the netns it was made in.
-    del_cached(state_dir, owner, None)?;
+    del_cached(state_dir, dirs, owner, None)?;
     let text = fs::read(conflist_path)
         .map_err(|e| IoError::new("read CNI configuration", conflist_path, e))?;
     let conflist: Value = serde_json::from_slice(&text).map_err(|e| NetworkError::CniConfig {
@@ -172,13 +171,13 @@ pub(crate) fn attach(
     // Undoing runs DEL on the plugins whose ADD was tried (the first `tried`), the failing
     // one included: it may have made part of its work.
     let undo = |tried: usize, prev: Option<&Value>| -> Result<(), NetworkError> {
-        del_all(&list, &list.plugins[..tried], owner, &netns, prev)?;
+        del_all(dirs, &list, &list.plugins[..tried], owner, &netns, prev)?;
         remove_cache(&cache_path)
     };
     let mut prev: Option<Value> = None;
     for (i, plugin) in list.plugins.iter().enumerate() {
         let conf = list.plugin_config(plugin, prev.as_ref());
-        let out = match run_plugin(plugin_type(plugin), "ADD", owner, &netns, &conf) {
+        let out = match run_plugin(dirs, plugin_type(plugin), "ADD", owner, &netns, &conf) {
             Ok(out) => out,
             // A plugin that could not be found never ran.
             Err(e @ NetworkError::CniPluginNotFound { .. }) => {
@@ -214,12 +213,54 @@ pub(crate) fn attach(
 /// Runs `DEL` for `owner` if it has a cache, then drops the cache. Plugin failures are
 /// ignored when the netns is gone (what lived in it is gone with it; every plugin still
 /// ran, so the IPAM plugin released the address); otherwise the cache stays for a retry.
-pub(crate) fn detach(state_dir: &Path, owner: &str, netns: &Path) -> Result<(), NetworkError> {
-    del_cached(state_dir, owner, Some(netns))
+pub(crate) fn detach(
+    state_dir: &Path,
+    dirs: &[PathBuf],
+    owner: &str,
+    netns: &Path,
+) -> Result<(), NetworkError> {
+    del_cached(state_dir, dirs, owner, Some(netns))
+}
+
+/// `DEL` for every cached attachment whose owner no longer exists; what was removed.
+pub(crate) fn collect_garbage(
+    state_dir: &Path,
+    dirs: &[PathBuf],
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, NetworkError> {
+    let dir = state_dir.join("cni");
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::new("list CNI cache directory", &dir, e).into()),
+    };
+    let mut removed = Vec::new();
+    let mut first_error = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if owner.starts_with('.') || exists(owner) {
+            continue;
+        }
+        match del_cached(state_dir, dirs, owner, None) {
+            Ok(()) => removed.push(format!("CNI attachment of {owner}")),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(removed), Err)
 }
 
 /// [`detach`] with the netns given, or else the one recorded at `ADD`.
-fn del_cached(state_dir: &Path, owner: &str, netns: Option<&Path>) -> Result<(), NetworkError> {
+fn del_cached(
+    state_dir: &Path,
+    dirs: &[PathBuf],
+    owner: &str,
+    netns: Option<&Path>,
+) -> Result<(), NetworkError> {
     let cache_path = cache_file(state_dir, owner);
     let Some(cache) = peapod_store::read_json::<CniCache>(&cache_path)? else {
         return Ok(());
@@ -228,7 +269,14 @@ fn del_cached(state_dir: &Path, owner: &str, netns: Option<&Path>) -> Result<(),
     let netns = netns
         .and_then(|p| std::path::absolute(p).ok())
         .unwrap_or_else(|| cache.netns.clone());
-    match del_all(&list, &list.plugins, owner, &netns, cache.result.as_ref()) {
+    match del_all(
+        dirs,
+        &list,
+        &list.plugins,
+        owner,
+        &netns,
+        cache.result.as_ref(),
+    ) {
         Err(_) if !netns.exists() => {}
         other => other?,
     }
@@ -246,6 +294,7 @@ fn remove_cache(path: &Path) -> Result<(), NetworkError> {
 /// `DEL` through `plugins` (of `list`) in reverse order; all run even after a failure
 /// (teardown is best effort), and the first failure is returned.
 fn del_all(
+    dirs: &[PathBuf],
     list: &NetConfList,
     plugins: &[Map<String, Value>],
     owner: &str,
@@ -255,28 +304,36 @@ fn del_all(
     let mut first = None;
     for plugin in plugins.iter().rev() {
         let conf = list.plugin_config(plugin, prev);
-        if let Err(e) = run_plugin(plugin_type(plugin), "DEL", owner, netns, &conf) {
+        if let Err(e) = run_plugin(dirs, plugin_type(plugin), "DEL", owner, netns, &conf) {
             first.get_or_insert(e);
         }
     }
     first.map_or(Ok(()), Err)
 }
 
-/// The executable of plugin `ty` in [`CNI_PATH`].
-fn find_plugin(ty: &str) -> Result<PathBuf, NetworkError> {
-    CNI_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(ty))
+/// The plugin directories as a `CNI_PATH` value.
+fn search_path(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The executable of plugin `ty` in the plugin directories.
+fn find_plugin(dirs: &[PathBuf], ty: &str) -> Result<PathBuf, NetworkError> {
+    dirs.iter()
+        .map(|dir| dir.join(ty))
         .find(|p| p.is_file())
         .ok_or_else(|| NetworkError::CniPluginNotFound {
             plugin: ty.to_owned(),
-            search_path: CNI_PATH.to_owned(),
+            search_path: search_path(dirs),
         })
 }
 
 /// Runs one plugin; its stdout on success, else an error carrying the spec's error JSON
 /// (`msg`, `details`, `code`) and stderr.
 fn run_plugin(
+    dirs: &[PathBuf],
     ty: &str,
     command: &'static str,
     owner: &str,
@@ -288,13 +345,13 @@ fn run_plugin(
         command,
         message,
     };
-    let exe = find_plugin(ty)?;
+    let exe = find_plugin(dirs, ty)?;
     let mut child = Command::new(&exe)
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", owner)
         .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", IFNAME)
-        .env("CNI_PATH", CNI_PATH)
+        .env("CNI_PATH", search_path(dirs))
         .env_remove("CNI_ARGS")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod bridge;
 mod cni;
 pub mod etc;
+pub mod failpoint;
 mod ipam;
 mod netlink;
 pub mod netns;
@@ -29,6 +30,9 @@ pub struct NetworkConfig {
     pub bridge: String,
     /// Pod subnet, `10.42.0.0/16` by default; the gateway is its first address.
     pub subnet: ipnet::Ipv4Net,
+    /// Where CNI plugin executables are looked for, in order (CRI-O's `plugin_dirs`):
+    /// `/opt/cni/bin` then `/usr/lib/cni` by default.
+    pub cni_plugin_dirs: Vec<PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -36,6 +40,7 @@ impl Default for NetworkConfig {
         Self {
             bridge: "peapod0".into(),
             subnet: "10.42.0.0/16".parse().expect("valid default subnet"),
+            cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
         }
     }
 }
@@ -142,6 +147,9 @@ pub enum NetworkError {
         /// What is missing or malformed.
         reason: String,
     },
+    /// A failpoint (`PEAPOD_FAILPOINTS`, for crash tests) made this step fail.
+    #[error("injected failure at failpoint {0}")]
+    Injected(String),
     /// An operation failed, and undoing what it had made failed too: both are reported,
     /// and the objects named by `rollback` may be left behind.
     #[error("{error}; undoing it failed too: {rollback}")]
@@ -196,7 +204,13 @@ impl PodNetwork {
     pub fn attach(&self, owner: &str, netns: &Path) -> Result<Endpoint, NetworkError> {
         validate_owner(owner)?;
         match cni::find_conflist(&self.cni_conf_dir)? {
-            Some(conflist) => cni::attach(&self.state_dir, &conflist, owner, netns),
+            Some(conflist) => cni::attach(
+                &self.state_dir,
+                &self.config.cni_plugin_dirs,
+                &conflist,
+                owner,
+                netns,
+            ),
             None => bridge::attach(&self.state_dir, &self.config, owner, netns),
         }
     }
@@ -209,7 +223,7 @@ impl PodNetwork {
     /// steps fail, the CNI error is returned.
     pub fn detach(&self, owner: &str, netns: &Path) -> Result<(), NetworkError> {
         validate_owner(owner)?;
-        let cni = cni::detach(&self.state_dir, owner, netns);
+        let cni = cni::detach(&self.state_dir, &self.config.cni_plugin_dirs, owner, netns);
         let builtin = bridge::detach(&self.state_dir, owner);
         cni.and(builtin)
     }
@@ -219,6 +233,26 @@ impl PodNetwork {
     /// These are the built-in network's; a CNI network's IPAM plugin keeps its own.
     pub fn allocations(&self) -> Result<BTreeMap<Ipv4Addr, String>, NetworkError> {
         Ok(ipam::load(&self.state_dir)?.allocations)
+    }
+
+    /// Removes the attachments of owners that no longer exist (`exists(owner)` is false):
+    /// built-in allocations with their veth, CNI attachments (`DEL` with the cached
+    /// result; a plugin failure is ignored once the namespace is gone), and any veth on the
+    /// bridge that no allocation accounts for. Returns what was removed, one line each.
+    ///
+    /// Safe beside concurrent attaches: an owner's record exists before its address is
+    /// allocated, and an allocation exists before its veth.
+    pub fn collect_garbage(
+        &self,
+        exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, NetworkError> {
+        let mut removed = bridge::collect_garbage(&self.state_dir, &self.config, exists)?;
+        removed.extend(cni::collect_garbage(
+            &self.state_dir,
+            &self.config.cni_plugin_dirs,
+            exists,
+        )?);
+        Ok(removed)
     }
 }
 

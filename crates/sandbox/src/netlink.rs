@@ -177,6 +177,29 @@ impl Netlink {
         }
     }
 
+    /// The names of the links enslaved to link `master` (a bridge's ports).
+    pub(crate) fn ports_of(&self, master: u32) -> Result<Vec<String>, NlError> {
+        let req = self.handle.link().get().execute();
+        let links: Vec<LinkMessage> = self
+            .rt
+            .block_on(req.try_collect())
+            .map_err(|e| err("list links", to_io(e)))?;
+        Ok(links
+            .into_iter()
+            .filter(|l| {
+                l.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(m) if *m == master))
+            })
+            .filter_map(|l| {
+                l.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// Adds the default route via `gateway`.
     pub(crate) fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NlError> {
         let route = RouteMessageBuilder::<Ipv4Addr>::new()

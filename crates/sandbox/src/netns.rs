@@ -119,6 +119,15 @@ pub fn remove(pin: &Path) -> Result<(), NetnsError> {
     }
 }
 
+/// Whether a namespace is pinned at `pin` (an nsfs bind mount on the file), rather than
+/// only the empty file being there (its mount went with a reboot or an unmount).
+pub fn is_pinned(pin: &Path) -> bool {
+    let (Ok(file), Some(parent)) = (fs::metadata(pin), pin.parent()) else {
+        return false;
+    };
+    fs::metadata(parent).is_ok_and(|dir| dir.dev() != file.dev())
+}
+
 /// The inode number of the namespace pinned at `pin` (or of any `/proc/PID/ns/net`), the
 /// identity that `ls -l /proc/PID/ns/net` shows.
 pub fn inode(pin: &Path) -> io::Result<u64> {

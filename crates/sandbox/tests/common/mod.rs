@@ -75,6 +75,7 @@ impl Fixture {
         let config = NetworkConfig {
             bridge: bridge.clone(),
             subnet: format!("10.243.{octet}.0/{prefix}").parse().unwrap(),
+            ..Default::default()
         };
         Self {
             dir: tempfile::tempdir().unwrap(),
