@@ -130,3 +130,90 @@ fn login_then_pull_from_a_private_registry_and_prune() {
         .unwrap_or(0);
     assert_eq!(layers, 0);
 }
+
+/// `imagePullSecrets`: a dockerconfigjson Secret in the same file as the pod gives the
+/// pod's pulls their credentials; the same image without it is refused (ErrImagePull).
+#[test]
+fn image_pull_secrets_from_the_same_file() {
+    let p = Peapod::new();
+    let registry = Registry::start(Auth::Basic("bob", "pa55"));
+    let addr = registry.addr();
+    registry.push(
+        common::busybox_archive(),
+        "private/bb:3",
+        "oci",
+        Some("bob:pa55"),
+    );
+    // No node credentials at all: only the Secret can open the registry.
+    let no_auth = p.root.join("no-auth.json");
+    let cmd = |args: &[&str]| {
+        p.cmd(args)
+            .env("REGISTRY_AUTH_FILE", &no_auth)
+            .env("HOME", &p.root)
+            .output()
+            .unwrap()
+    };
+    let text = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: regcred
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{{"auths":{{"{addr}":{{"username":"bob","password":"pa55"}}}}}}'
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: with-secret
+spec:
+  imagePullSecrets:
+  - name: regcred
+  containers:
+  - name: app
+    image: {addr}/private/bb:3
+    imagePullPolicy: Always
+    command: ["sleep", "1000"]
+"#
+    );
+    let o = cmd(&[
+        "apply",
+        "--wait",
+        "-f",
+        &manifest(&p, "secret-pod.yaml", &text),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let describe = p.ok(&["describe", "pod", "with-secret"]);
+    assert!(describe.contains("Successfully pulled image"), "{describe}");
+    let without = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: without-secret\nspec:\n  containers:\n  - name: app\n    image: {addr}/private/bb:3\n    imagePullPolicy: Always\n"
+    );
+    let o = cmd(&["apply", "-f", &manifest(&p, "plain-pod.yaml", &without)]);
+    assert!(o.status.success());
+    let start = Instant::now();
+    loop {
+        let line = p.ok(&["get", "pods", "without-secret"]);
+        if line.contains("ErrImagePull") || line.contains("ImagePullBackOff") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pulled without the secret: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let describe = p.ok(&["describe", "pod", "without-secret"]);
+    assert!(
+        describe.contains("Failed to pull image")
+            && describe.to_lowercase().contains("unauthorized"),
+        "{describe}"
+    );
+    for pod in ["with-secret", "without-secret"] {
+        p.ok(&["delete", "pod", pod, "--now"]);
+    }
+}

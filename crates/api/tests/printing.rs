@@ -72,6 +72,8 @@ fn container(name: &str, init: bool, id: &str, state: ObservedState) -> Observed
         state,
         last_state: None,
         restart_count: 0,
+        ready: None,
+        started: None,
     }
 }
 
