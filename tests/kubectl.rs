@@ -640,8 +640,9 @@ fn other_kubectl_versions() {
 }
 
 /// `kubectl attach -i` and `peapod attach -i` relay a running pod container's stdin and
-/// output through its pod monitor's attach socket; the container's exit ends the session
-/// with its code, and a detached client leaves the container running.
+/// output through its pod monitor's attach socket; a client's end of stdin does not close
+/// the container's (`stdinOnce: false`); the container's exit ends the session with its
+/// code, and a detached client leaves the container running.
 #[test]
 fn kubectl_and_peapod_attach_relay_stdin_and_output() {
     let p = Peapod::new();
@@ -658,7 +659,7 @@ spec:
     image: busybox
     imagePullPolicy: Never
     stdin: true
-    command: ["sh", "-c", "while read line; do echo got:$line; done; echo stdin-closed; exit 3"]
+    command: ["sh", "-c", "while read line; do [ \"$line\" = exit ] && break; echo got:$line; done; echo stdin-closed; exit 3"]
   - name: ticker
     image: busybox
     imagePullPolicy: Never
@@ -714,7 +715,7 @@ spec:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(b"two\n").unwrap();
+    c.stdin.take().unwrap().write_all(b"two\nexit\n").unwrap();
     let o = c.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(

@@ -177,13 +177,16 @@ pub(crate) fn apply_input(output: &mut crate::monitor::Output, kind: u8, payload
 /// a client that cannot keep up is dropped rather than stalling the monitor.
 pub(crate) struct Hub {
     path: PathBuf,
+    /// `stdinOnce`: a client's end of stdin ends the container's stdin; otherwise it only
+    /// ends that client's session and the next client can still write.
+    stdin_once: bool,
     listener: std::os::unix::net::UnixListener,
     clients: Vec<(UnixStream, Vec<u8>)>,
 }
 
 impl Hub {
     /// Listens at `path` (replacing a stale socket).
-    pub fn bind(path: PathBuf) -> io::Result<Self> {
+    pub fn bind(path: PathBuf, stdin_once: bool) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -194,6 +197,7 @@ impl Hub {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(Self {
             path,
+            stdin_once,
             listener,
             clients: Vec::new(),
         })
@@ -235,6 +239,9 @@ impl Hub {
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
                 for (kind, payload) in take_frames(pending) {
+                    if kind == CLOSE_STDIN && !self.stdin_once {
+                        continue;
+                    }
                     apply_input(output, kind, &payload);
                 }
             }

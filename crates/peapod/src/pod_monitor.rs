@@ -999,10 +999,10 @@ impl PodMonitor<'_> {
             Output::Pipes { .. } => vec![crate::attach::STDOUT, crate::attach::STDERR],
         };
         // Without an attach socket the container still runs; `attach` then says why.
-        let hub = crate::attach::Hub::bind(crate::attach::socket_path(
-            &self.engine.paths.run,
-            &config.id,
-        ))
+        let hub = crate::attach::Hub::bind(
+            crate::attach::socket_path(&self.engine.paths.run, &config.id),
+            spec.stdin_once.unwrap_or(false),
+        )
         .ok();
         let attempt = config.pod.as_ref().map_or(0, |l| l.attempt);
         if attempt >= 2 {
