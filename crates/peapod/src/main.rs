@@ -3,6 +3,7 @@
 
 mod attach;
 mod config;
+mod cri;
 mod crilog;
 mod engine;
 mod fault;
@@ -271,6 +272,9 @@ enum Cmd {
         /// The unix socket (default: <run>/api.sock).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// The CRI v1 gRPC socket (default: <run>/cri.sock).
+        #[arg(long)]
+        cri_socket: Option<PathBuf>,
     },
     /// Print a kubeconfig for `peapod serve` (its CA and token).
     Kubeconfig {
@@ -485,7 +489,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
     let mut out = io::stdout().lock();
     match cli.command {
-        Cmd::Serve { listen, socket } => {
+        Cmd::Serve {
+            listen,
+            socket,
+            cri_socket,
+        } => {
             drop(out);
             // Recovery at start-up and then every 10 s, beside the server.
             let recovering = Engine::new(cli.root.clone(), cli.runtime.clone())?;
@@ -493,7 +501,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 recover::before_command(&recovering);
                 std::thread::sleep(Duration::from_secs(10));
             });
-            server::serve(engine, server::ServeOptions { listen, socket })?;
+            server::serve(
+                engine,
+                server::ServeOptions {
+                    listen,
+                    socket,
+                    cri_socket,
+                },
+            )?;
             Ok(0)
         }
         Cmd::Kubeconfig { server } => {

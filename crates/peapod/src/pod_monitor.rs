@@ -571,13 +571,17 @@ impl PodMonitor<'_> {
                 for a in &p.actions {
                     self.plan.acting(&self.desired, a, now);
                 }
+                // Acting changes what is due (a failed launch sets its retry time): plan
+                // again right away rather than sleep on a wake-up time computed before.
+                let acted = !p.actions.is_empty();
                 for a in p.actions {
                     if a == Action::Finish {
                         return self.finish();
                     }
                     self.execute(a);
                 }
-                if let Some(w) = p.wake_at {
+                let w = if acted { Some(now) } else { p.wake_at };
+                if let Some(w) = w {
                     wake = Some(wake.map_or(w, |x| x.min(w)));
                 }
             }

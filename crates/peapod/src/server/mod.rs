@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The unix socket (default `<run>/api.sock`).
     pub socket: Option<PathBuf>,
+    /// The CRI socket (default `<run>/cri.sock`).
+    pub cri_socket: Option<PathBuf>,
 }
 
 /// Runs the server until killed.
@@ -116,6 +118,24 @@ async fn run(engine: Engine, opts: ServeOptions) -> Result<()> {
         socket.display()
     );
 
+    let cri_socket = opts
+        .cri_socket
+        .clone()
+        .unwrap_or_else(|| crate::cri::default_socket(&state.engine));
+    {
+        let engine = state.engine.clone();
+        let path = cri_socket.clone();
+        // Bound before serving, so that a second server fails here, not later.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            anyhow::bail!("another CRI server is running on {}", path.display());
+        }
+        tokio::spawn(async move {
+            if let Err(e) = crate::cri::serve(engine, &path).await {
+                eprintln!("CRI server: {e:#}");
+            }
+        });
+    }
+    eprintln!("peapod CRI serving on unix://{}", cri_socket.display());
     let unix_router = router;
     tokio::spawn(async move {
         loop {
