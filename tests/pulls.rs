@@ -210,7 +210,7 @@ spec:
     let describe = p.ok(&["describe", "pod", "without-secret"]);
     assert!(
         describe.contains("Failed to pull image")
-            && describe.to_lowercase().contains("unauthorized"),
+            && describe.contains("authentication required"),
         "{describe}"
     );
     for pod in ["with-secret", "without-secret"] {
