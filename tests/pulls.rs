@@ -209,8 +209,7 @@ spec:
     }
     let describe = p.ok(&["describe", "pod", "without-secret"]);
     assert!(
-        describe.contains("Failed to pull image")
-            && describe.contains("authentication required"),
+        describe.contains("Failed to pull image") && describe.contains("authentication required"),
         "{describe}"
     );
     for pod in ["with-secret", "without-secret"] {

@@ -691,17 +691,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container,
             command,
         } => {
-            let c = match (&pod_container, engine.find(&container)) {
-                (None, Ok(c)) => c,
-                (_, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
-                _ => kube::pod_container(
-                    &engine,
-                    &namespace,
-                    &container,
-                    pod_container.as_deref(),
-                    false,
-                )?,
-            };
+            let c = kube::container_or_pod_container(
+                &engine,
+                &namespace,
+                &container,
+                pod_container.as_deref(),
+            )?;
             drop(out);
             engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
         }
@@ -712,17 +707,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             namespace,
             container,
         } => {
-            let c = match (&pod_container, engine.find(&container)) {
-                (None, Ok(c)) => c,
-                (_, Err(e)) if engine.find_pod(&namespace, &container).is_err() => return Err(e),
-                _ => kube::pod_container(
-                    &engine,
-                    &namespace,
-                    &container,
-                    pod_container.as_deref(),
-                    false,
-                )?,
-            };
+            let c = kube::container_or_pod_container(
+                &engine,
+                &namespace,
+                &container,
+                pod_container.as_deref(),
+            )?;
             drop(out);
             attach::attach(&engine, &c, stdin, tty)
         }

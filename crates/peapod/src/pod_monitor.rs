@@ -1525,25 +1525,7 @@ impl PodMonitor<'_> {
                     what,
                 });
             }
-            Err(e) => {
-                let job = Job {
-                    slot: i,
-                    attempt,
-                    kind,
-                    pid: None,
-                    sleep: false,
-                    deadline,
-                    output: None,
-                    what,
-                };
-                self.job_done(
-                    job,
-                    ProbeOutcome {
-                        success: false,
-                        message: format!("running the runtime's exec: {e}"),
-                    },
-                );
-            }
+            Err(e) => self.settle_now(i, kind, false, format!("running the runtime's exec: {e}")),
         }
     }
 
@@ -1616,26 +1598,7 @@ impl PodMonitor<'_> {
         };
         match check {
             Ok(check) => self.spawn_network(i, job, check, timeout),
-            Err(e) => {
-                let attempt = self.slots[i].attempt;
-                let job = Job {
-                    slot: i,
-                    attempt,
-                    kind: job,
-                    pid: None,
-                    sleep: false,
-                    deadline: Instant::now(),
-                    output: None,
-                    what: String::new(),
-                };
-                self.job_done(
-                    job,
-                    ProbeOutcome {
-                        success: false,
-                        message: e.to_string(),
-                    },
-                );
-            }
+            Err(e) => self.settle_now(i, job, false, e.to_string()),
         }
     }
 
@@ -1659,23 +1622,7 @@ impl PodMonitor<'_> {
             match crate::probe::http_hook_check(http, &self.slots[i].spec, &ip) {
                 Ok(check) => self.spawn_network(i, kind, check, timeout),
                 Err(e) => {
-                    let job = Job {
-                        slot: i,
-                        attempt,
-                        kind,
-                        pid: None,
-                        sleep: false,
-                        deadline: Instant::now(),
-                        output: None,
-                        what: String::new(),
-                    };
-                    self.job_done(
-                        job,
-                        ProbeOutcome {
-                            success: false,
-                            message: e.to_string(),
-                        },
-                    );
+                    self.settle_now(i, kind, false, e.to_string());
                 }
             }
         } else if let Some(sleep) = &h.sleep {
@@ -1691,24 +1638,24 @@ impl PodMonitor<'_> {
             });
         } else {
             // tcpSocket hooks are deprecated and do nothing in the kubelet either.
-            let job = Job {
-                slot: i,
-                attempt,
-                kind,
-                pid: None,
-                sleep: true,
-                deadline: Instant::now(),
-                output: None,
-                what: String::new(),
-            };
-            self.job_done(
-                job,
-                ProbeOutcome {
-                    success: true,
-                    message: String::new(),
-                },
-            );
+            self.settle_now(i, kind, true, String::new());
         }
+    }
+
+    /// A probe or hook whose outcome is known without running anything (it could not be
+    /// started, or there is nothing to run).
+    fn settle_now(&mut self, i: usize, kind: JobKind, success: bool, message: String) {
+        let job = Job {
+            slot: i,
+            attempt: self.slots[i].attempt,
+            kind,
+            pid: None,
+            sleep: false,
+            deadline: Instant::now(),
+            output: None,
+            what: String::new(),
+        };
+        self.job_done(job, ProbeOutcome { success, message });
     }
 
     /// Jobs past their deadline: sleeps succeed, everything else failed by timeout (an exec

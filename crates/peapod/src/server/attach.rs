@@ -4,7 +4,7 @@
 //! exits its code as a `Status` on channel 3. Leaving (kubectl's Ctrl-C) never touches the
 //! container.
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::api::Q;
-use super::exec::{exit_status, frame, V4, V5};
+use super::exec::{exit_status, finish, frame, request_container, V4, V5};
 use super::status::ApiError;
 use super::{blocking, AppState};
 use crate::attach as proto;
@@ -38,15 +38,7 @@ pub async fn attach(
     let want_stdin = q.flag("stdin");
     let engine = st.engine.clone();
     let (socket, open_stdin) = blocking(move || {
-        let c = crate::kube::pod_container(&engine, &ns, &name, container.as_deref(), false)
-            .map_err(|e| {
-                let api = ApiError::from_engine(&e);
-                if api.code == 404 {
-                    api
-                } else {
-                    ApiError::bad_request(format!("{e:#}"))
-                }
-            })?;
+        let c = request_container(&engine, &ns, &name, container.as_deref())?;
         if !matches!(c.state, crate::record::State::Running { .. }) {
             return Err(ApiError::bad_request(format!(
                 "container {} is not running",
@@ -89,16 +81,11 @@ async fn run(socket: WebSocket, s: Session) {
     let unix = match tokio::net::UnixStream::connect(&s.socket).await {
         Ok(u) => u,
         Err(e) => {
-            let status = exit_status(Err(format!("attaching to the container: {e}")));
-            let _ = sink
-                .send(frame(3, &serde_json::to_vec(&status).unwrap_or_default()))
-                .await;
-            let _ = sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1000,
-                    reason: "".into(),
-                })))
-                .await;
+            finish(
+                &mut sink,
+                exit_status(Err(format!("attaching to the container: {e}"))),
+            )
+            .await;
             return;
         }
     };
@@ -159,16 +146,7 @@ async fn run(socket: WebSocket, s: Session) {
         }
     }
     input.abort();
-    let status = exit_status(Ok(code.unwrap_or(0)));
-    let _ = sink
-        .send(frame(3, &serde_json::to_vec(&status).unwrap_or_default()))
-        .await;
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "".into(),
-        })))
-        .await;
+    finish(&mut sink, exit_status(Ok(code.unwrap_or(0)))).await;
 }
 
 #[cfg(test)]

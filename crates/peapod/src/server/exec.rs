@@ -51,6 +51,40 @@ pub async fn unsupported(req: axum::extract::Request) -> Response {
     .into_response()
 }
 
+/// The container a `pods/exec` or `pods/attach` request names: 404 for a missing pod, 400
+/// for anything else wrong with the request.
+pub(super) fn request_container(
+    engine: &crate::engine::Engine,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Result<crate::engine::Container, ApiError> {
+    crate::kube::pod_container(engine, ns, name, container, false).map_err(|e| {
+        let api = ApiError::from_engine(&e);
+        if api.code == 404 {
+            api
+        } else {
+            ApiError::bad_request(format!("{e:#}"))
+        }
+    })
+}
+
+/// Sends the final `Status` on channel 3 and a normal close frame.
+pub(super) async fn finish<S>(sink: &mut S, status: Value)
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    let _ = sink
+        .send(frame(3, &serde_json::to_vec(&status).unwrap_or_default()))
+        .await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
+}
+
 /// How a session runs.
 struct Session {
     cmd: std::process::Command,
@@ -79,15 +113,7 @@ pub async fn exec(
     let container = q.get("container").map(str::to_string);
     let engine = st.engine.clone();
     let cmd = blocking(move || {
-        let c = crate::kube::pod_container(&engine, &ns, &name, container.as_deref(), false)
-            .map_err(|e| {
-                let api = ApiError::from_engine(&e);
-                if api.code == 404 {
-                    api
-                } else {
-                    ApiError::bad_request(format!("{e:#}"))
-                }
-            })?;
+        let c = request_container(&engine, &ns, &name, container.as_deref())?;
         engine
             .exec_command_for(&c, &command, tty)
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))
