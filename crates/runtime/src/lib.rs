@@ -249,6 +249,8 @@ enum Command {
 ///
 /// Must run in a single-threaded process (see the crate documentation).
 pub fn main(args: Vec<OsString>) -> i32 {
+    // The container's processes inherit these through execve: give them runc's clean slate.
+    peapod_sys::reset_signals();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
