@@ -39,11 +39,12 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
         .create(o.root)
         .map_err(|e| Error::io("create directory", o.root, e))?;
     let bundle = absolute(o.bundle)?;
+    let pid_file = o.pid_file.map(absolute).transpose()?;
     let context = format!("creating container {}", o.id);
     let container = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
-        .with_executor(Workload)
+        .with_executor(Workload::default())
         .with_root_path(o.root)
-        .and_then(|b| b.with_pid_file(o.pid_file.map(absolute).transpose().ok().flatten()))
+        .and_then(|b| b.with_pid_file(pid_file))
         .map(|b| {
             b.with_console_socket(o.console_socket)
                 .with_preserved_fds(o.preserve_fds)
@@ -277,10 +278,14 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
         .as_ref()
         .map(|l| l.path().to_owned())
         .or_else(|| o.console_socket.map(Path::to_owned));
+    let workload = Workload {
+        exec_seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+    };
+    let pid_file = o.pid_file.map(absolute).transpose()?;
     let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
-        .with_executor(Workload)
+        .with_executor(workload)
         .with_root_path(o.root)
-        .and_then(|b| b.with_pid_file(o.pid_file.map(absolute).transpose().ok().flatten()))
+        .and_then(|b| b.with_pid_file(pid_file))
         .map(|b| b.with_console_socket(console_socket.as_deref()))
         .and_then(|b| {
             b.as_tenant()
