@@ -553,6 +553,31 @@ mod tests {
     }
 
     #[test]
+    fn builtin_is_a_link_to_this_executable_made_again_when_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let exe = fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+        for name in BUILTIN_NAMES {
+            let rt = Runtime::resolve(Some(name), &state).unwrap();
+            assert_eq!(rt.binary, state.join(".bin").join(BUILTIN_RUNTIME));
+            assert!(rt.is_builtin());
+            assert_eq!(fs::read_link(&rt.binary).unwrap(), exe);
+            assert_eq!(rt.state_root, state);
+        }
+        let rt = Runtime::resolve(Some("peapod"), &state).unwrap();
+        // A reboot empties the run dir; the next command makes the link again.
+        fs::remove_dir_all(&state).unwrap();
+        let cmd = rt.exec_command("c1", &["true".into()], false, &[], None);
+        assert_eq!(cmd.get_program(), rt.binary.as_os_str());
+        assert_eq!(fs::read_link(&rt.binary).unwrap(), exe);
+        let other = Runtime {
+            binary: "/usr/sbin/runc".into(),
+            state_root: state,
+        };
+        assert!(!other.is_builtin());
+    }
+
+    #[test]
     fn log_messages_are_extracted() {
         let log = r#"{"level":"warning","msg":"deprecated","time":"2024-01-01T00:00:00Z"}
 {"level":"error","msg":"runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH","time":"2024-01-01T00:00:00Z"}

@@ -144,7 +144,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "peapod-runtime", about = "peapod's built-in OCI runtime (runc's command line)")]
+#[command(name = "peapod-runtime", version, about = "peapod's built-in OCI runtime (runc's command line)")]
 struct Cli {
     /// The state directory.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]
