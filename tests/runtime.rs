@@ -70,14 +70,27 @@ fn container_run_exec_stop_and_rm() {
         std::fs::canonicalize(env!("CARGO_BIN_EXE_peapod")).unwrap()
     );
     assert_eq!(runtime_states(&p), [id.clone()]);
-    assert!(!p.cgroup_dirs(&id).is_empty(), "no cgroup for the container");
+    assert!(
+        !p.cgroup_dirs(&id).is_empty(),
+        "no cgroup for the container"
+    );
 
     // exec: exit status, --env and --workdir, the container's namespaces.
     let o = p.run(&["exec", "web", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));
     assert_eq!(
-        p.ok(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X $(pwd)"])
-            .trim(),
+        p.ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $X $(pwd)"
+        ])
+        .trim(),
         "1 /tmp"
     );
     assert_eq!(

@@ -352,7 +352,8 @@ fn link_builtin(link: &Path) -> Result<(), RuntimeError> {
         return Ok(());
     }
     let dir = link.parent().unwrap_or(Path::new("/"));
-    let io_err = |op, path: &Path, e| RuntimeError::StateRoot(peapod_store::IoError::new(op, path, e));
+    let io_err =
+        |op, path: &Path, e| RuntimeError::StateRoot(peapod_store::IoError::new(op, path, e));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

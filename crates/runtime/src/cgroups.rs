@@ -36,12 +36,20 @@ fn extra_dirs(cgroups_path: &Path) -> Vec<PathBuf> {
 /// Whether a v1 hierarchy directory holds a controller `libcgroups` manages.
 fn is_managed(hierarchy: &str) -> bool {
     const CONTROLLERS: [&str; 12] = [
-        "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "memory", "pids", "perf_event",
-        "blkio", "net_cls", "net_prio", "freezer",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "hugetlb",
+        "memory",
+        "pids",
+        "perf_event",
+        "blkio",
+        "net_cls",
+        "net_prio",
+        "freezer",
     ];
-    hierarchy
-        .split(',')
-        .any(|c| CONTROLLERS.contains(&c))
+    hierarchy.split(',').any(|c| CONTROLLERS.contains(&c))
 }
 
 /// Puts `pid` into the container's cgroup of every hierarchy `libcgroups` left out.

@@ -72,7 +72,8 @@ fn forwarded() -> SigSet {
 /// pty, SIGWINCH excepted); with a pty, stdin goes to it and its output to stdout.
 pub fn wait_forwarding(pid: Pid, pty: Option<OwnedFd>) -> Result<i32, Error> {
     let mask = forwarded();
-    mask.thread_block().map_err(|e| Error::sys("sigprocmask", e))?;
+    mask.thread_block()
+        .map_err(|e| Error::sys("sigprocmask", e))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::sys("signalfd", e))?;
     let result = match pty {
@@ -143,11 +144,8 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            io::stdin(),
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.0,
-        );
+        let _ =
+            nix::sys::termios::tcsetattr(io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.0);
     }
 }
 

@@ -121,7 +121,9 @@ impl Error {
         Self::Sys { op, source }
     }
 
-    fn container(context: impl Into<String>) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
+    fn container(
+        context: impl Into<String>,
+    ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
         let context = context.into();
         move |source| Self::Container { context, source }
     }
@@ -144,7 +146,11 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "peapod-runtime", version, about = "peapod's built-in OCI runtime (runc's command line)")]
+#[command(
+    name = "peapod-runtime",
+    version,
+    about = "peapod's built-in OCI runtime (runc's command line)"
+)]
 struct Cli {
     /// The state directory.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]
@@ -384,7 +390,10 @@ mod tests {
         assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
         assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
         for bad in ["", "0x9", "SIGNOPE", "999", "-1"] {
-            assert!(matches!(parse_signal(bad), Err(Error::BadSignal(_))), "{bad}");
+            assert!(
+                matches!(parse_signal(bad), Err(Error::BadSignal(_))),
+                "{bad}"
+            );
         }
     }
 

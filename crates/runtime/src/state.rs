@@ -77,7 +77,9 @@ pub fn container_dir(root: &Path, id: &str) -> Result<PathBuf, Error> {
 /// Loads a container's saved state.
 pub fn load(root: &Path, id: &str) -> Result<Container, Error> {
     let dir = container_dir(root, id)?;
-    Container::load(dir).map_err(Error::container(format!("loading the state of container {id}")))
+    Container::load(dir).map_err(Error::container(format!(
+        "loading the state of container {id}"
+    )))
 }
 
 /// Records the init's start time next to the state (after `create`).
@@ -178,7 +180,10 @@ mod tests {
     fn ids_are_plain_names() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", ".", "..", "a/b", "../x", "a b"] {
-            assert!(matches!(container_dir(dir.path(), bad), Err(Error::BadId(_))), "{bad:?}");
+            assert!(
+                matches!(container_dir(dir.path(), bad), Err(Error::BadId(_))),
+                "{bad:?}"
+            );
         }
         assert!(matches!(
             container_dir(dir.path(), "c1"),
@@ -192,7 +197,10 @@ mod tests {
 
     #[test]
     fn statuses_print_like_runc() {
-        assert_eq!(serde_json::to_string(&Status::Created).unwrap(), "\"created\"");
+        assert_eq!(
+            serde_json::to_string(&Status::Created).unwrap(),
+            "\"created\""
+        );
         assert_eq!(Status::Stopped.to_string(), "stopped");
     }
 }
