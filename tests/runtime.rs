@@ -69,7 +69,7 @@ fn container_run_exec_stop_and_rm() {
         std::fs::canonicalize(&runtime).unwrap(),
         std::fs::canonicalize(env!("CARGO_BIN_EXE_peapod")).unwrap()
     );
-    assert_eq!(runtime_states(&p), [id.clone()]);
+    assert_eq!(runtime_states(&p), std::slice::from_ref(&id));
     assert!(
         !p.cgroup_dirs(&id).is_empty(),
         "no cgroup for the container"
