@@ -68,9 +68,14 @@ impl Peapod {
         let bridge = format!("ppe{}{}", pid % 10000, n);
         let cgroup_parent = format!("peapod-e2e-{pid}-{n}");
         std::fs::create_dir_all(root.join("etc")).unwrap();
+        // PEAPOD_TEST_RUNTIME runs the suites against another OCI runtime (`peapod`: the
+        // built-in one).
+        let runtime = std::env::var("PEAPOD_TEST_RUNTIME")
+            .map(|r| format!("runtime = {r:?}\n"))
+            .unwrap_or_default();
         std::fs::write(
             root.join("etc/config.toml"),
-            format!("cgroup_parent = \"{cgroup_parent}\"\n[network]\nbridge = \"{bridge}\"\nsubnet = \"10.241.{octet}.0/24\"\n"),
+            format!("{runtime}cgroup_parent = \"{cgroup_parent}\"\n[network]\nbridge = \"{bridge}\"\nsubnet = \"10.241.{octet}.0/24\"\n"),
         )
         .unwrap();
         let p = Self {

@@ -23,6 +23,17 @@ const SYSTEM_DIRS: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// The file, in the bundle, where `create` asks the runtime to log (containerd's name).
 pub const CREATE_LOG: &str = "log.json";
 
+/// The file name (argv[0]) under which the peapod binary acts as its own OCI runtime.
+///
+/// `--runtime peapod` (or `builtin`) resolves to a symlink of this name, in the state root's
+/// `.bin/`, to the running peapod executable: a path that stays valid in every container
+/// record and for every later peapod process, and that tells the binary, before anything
+/// else runs, to be the runtime (`peapod_runtime::main`).
+pub const BUILTIN_RUNTIME: &str = "peapod-runtime";
+
+/// The names that select the built-in runtime.
+const BUILTIN_NAMES: [&str; 2] = ["peapod", "builtin"];
+
 /// A runtime binary plus its state directory (`--root`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
@@ -36,7 +47,7 @@ pub struct Runtime {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// `--runtime` named something not on PATH and not an executable file.
-    #[error("OCI runtime {0:?} not found: give a name on PATH (runc, crun, youki) or an executable path")]
+    #[error("OCI runtime {0:?} not found: give a name on PATH (runc, crun, youki), peapod for the built-in runtime, or an executable path")]
     NotFound(String),
     /// The runtime ran and failed.
     #[error("{runtime} {command} failed: {stderr}")]
@@ -90,7 +101,18 @@ impl Runtime {
     /// crun is chosen only on a pure cgroup v2 host (`/sys/fs/cgroup/cgroup.controllers`
     /// exists): Debian's crun refuses hybrid hosts. A name is looked up on `$PATH`, then in
     /// the standard system directories; anything with a `/` must be an executable file.
+    ///
+    /// `peapod` or `builtin` is this peapod binary as its own runtime ([`BUILTIN_RUNTIME`]);
+    /// call that only from the peapod binary, whose executable the link points at.
     pub fn resolve(name_or_path: Option<&str>, state_root: &Path) -> Result<Self, RuntimeError> {
+        if name_or_path.is_some_and(|n| BUILTIN_NAMES.contains(&n)) {
+            let binary = builtin_link(state_root);
+            link_builtin(&binary)?;
+            return Ok(Self {
+                binary,
+                state_root: state_root.to_owned(),
+            });
+        }
         let path_var = std::env::var_os("PATH");
         let binary = resolve_binary(
             name_or_path,
@@ -237,8 +259,18 @@ impl Runtime {
         self.binary.display().to_string()
     }
 
+    /// Whether this is the built-in runtime (a link named [`BUILTIN_RUNTIME`]).
+    pub fn is_builtin(&self) -> bool {
+        self.binary.file_name() == Some(OsStr::new(BUILTIN_RUNTIME))
+    }
+
     /// `BINARY --root STATE_ROOT`.
     fn base_command(&self) -> Command {
+        // The built-in runtime's link lives in the run dir, which a reboot empties while
+        // records still name it: the peapod process at hand makes it again.
+        if self.is_builtin() && std::fs::symlink_metadata(&self.binary).is_err() {
+            let _ = link_builtin(&self.binary);
+        }
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(&self.state_root);
         cmd
@@ -304,6 +336,33 @@ impl Runtime {
     fn spawn_error(&self, command: &str, e: io::Error) -> RuntimeError {
         RuntimeError::Spawn(format!("{} {command}", self.name()), e)
     }
+}
+
+/// Where the built-in runtime's link lives for a state root.
+fn builtin_link(state_root: &Path) -> PathBuf {
+    state_root.join(".bin").join(BUILTIN_RUNTIME)
+}
+
+/// Points `link` at the running executable (replacing a link to another one atomically).
+fn link_builtin(link: &Path) -> Result<(), RuntimeError> {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| RuntimeError::Spawn("locating the peapod executable".into(), e))?;
+    if std::fs::read_link(link).is_ok_and(|target| target == exe) {
+        return Ok(());
+    }
+    let dir = link.parent().unwrap_or(Path::new("/"));
+    let io_err =
+        |op, path: &Path, e| RuntimeError::StateRoot(peapod_store::IoError::new(op, path, e));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("create directory", dir, e))?;
+    let tmp = dir.join(format!(".{BUILTIN_RUNTIME}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&exe, &tmp).map_err(|e| io_err("create symlink", &tmp, e))?;
+    std::fs::rename(&tmp, link).map_err(|e| io_err("rename", link, e))
 }
 
 /// The lookup behind [`Runtime::resolve`], with `$PATH` and the cgroup mount injected.
@@ -492,6 +551,31 @@ mod tests {
             resolve_binary(bin.to_str(), path, v1),
             Err(RuntimeError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn builtin_is_a_link_to_this_executable_made_again_when_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let exe = fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+        for name in BUILTIN_NAMES {
+            let rt = Runtime::resolve(Some(name), &state).unwrap();
+            assert_eq!(rt.binary, state.join(".bin").join(BUILTIN_RUNTIME));
+            assert!(rt.is_builtin());
+            assert_eq!(fs::read_link(&rt.binary).unwrap(), exe);
+            assert_eq!(rt.state_root, state);
+        }
+        let rt = Runtime::resolve(Some("peapod"), &state).unwrap();
+        // A reboot empties the run dir; the next command makes the link again.
+        fs::remove_dir_all(&state).unwrap();
+        let cmd = rt.exec_command("c1", &["true".into()], false, &[], None);
+        assert_eq!(cmd.get_program(), rt.binary.as_os_str());
+        assert_eq!(fs::read_link(&rt.binary).unwrap(), exe);
+        let other = Runtime {
+            binary: "/usr/sbin/runc".into(),
+            state_root: state,
+        };
+        assert!(!other.is_builtin());
     }
 
     #[test]

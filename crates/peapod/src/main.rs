@@ -445,6 +445,17 @@ impl RunArgs {
 }
 
 fn main() -> ExitCode {
+    // Run as the built-in OCI runtime before anything could start a thread (libcontainer
+    // must own a single-threaded process).
+    let mut args = std::env::args_os();
+    if let Some(argv0) = args.next() {
+        if std::path::Path::new(&argv0).file_name()
+            == Some(std::ffi::OsStr::new(peapod_runtime::ARGV0))
+        {
+            let code = peapod_runtime::main(std::iter::once(argv0).chain(args).collect());
+            return ExitCode::from(code.clamp(0, 255) as u8);
+        }
+    }
     let cli = Cli::parse();
     let is_monitor = matches!(
         cli.command,

@@ -63,3 +63,20 @@ pub fn set_winsize(fd: std::os::fd::BorrowedFd<'_>, size: WinSize) -> std::io::R
     }
     Ok(())
 }
+
+/// Gives every signal its default disposition and unblocks all: what a process that is
+/// about to become a container's (or an exec'd process's) parent must pass on, since
+/// ignored dispositions and the blocked mask survive `execve` (Rust ignores SIGPIPE at
+/// start-up; a monitor blocks the signals it reads from a signalfd).
+pub fn reset_signals() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler code, so no async-signal-safety rule can be
+        // broken; it only replaces dispositions of this process.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}

@@ -1,0 +1,311 @@
+//! runc's commands on `libcontainer`: each loads the container's state from the state root,
+//! checks its status as runc does, and acts.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{CgroupConfig, CgroupManager, FreezerState};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::Signal;
+
+use crate::state::{self, StateDocument, Status};
+use crate::workload::Workload;
+use crate::{cgroups, console, Error};
+
+/// `create`'s arguments.
+pub struct CreateOptions<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: i32,
+}
+
+/// `create`: the container's init is set up and waits for `start`; stdio is inherited
+/// unless a console socket is given (then the pty master is sent over it).
+pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
+    match state::container_dir(o.root, o.id) {
+        Ok(_) => return Err(Error::Exists(o.id.to_owned())),
+        Err(Error::NotExist(_)) => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(o.root)
+        .map_err(|e| Error::io("create directory", o.root, e))?;
+    let bundle = absolute(o.bundle)?;
+    let pid_file = o.pid_file.map(absolute).transpose()?;
+    let context = format!("creating container {}", o.id);
+    let container = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
+        .with_executor(Workload::default())
+        .with_root_path(o.root)
+        .and_then(|b| b.with_pid_file(pid_file))
+        .map(|b| {
+            b.with_console_socket(o.console_socket)
+                .with_preserved_fds(o.preserve_fds)
+        })
+        .and_then(|b| b.validate_id())
+        .and_then(|b| {
+            b.as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        })
+        .map_err(Error::container(context.clone()))?;
+    state::record_init_start(&container)?;
+    if let Some(pid) = container.pid() {
+        let config = container.spec().map_err(Error::container(context))?;
+        cgroups::join_extra(&config.cgroup_path, pid.as_raw()).map_err(|e| Error::Cgroup {
+            context: format!("joining the cgroups of container {}", o.id),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// `start`: runs the user process of a created container.
+pub fn start(root: &Path, id: &str) -> Result<(), Error> {
+    let mut container = state::load(root, id)?;
+    let status = state::status(&container);
+    if status != Status::Created {
+        return Err(Error::Status {
+            command: "start",
+            id: id.to_owned(),
+            status,
+        });
+    }
+    container
+        .start()
+        .map_err(Error::container(format!("starting container {id}")))
+}
+
+/// `state`: the OCI state document.
+pub fn state(root: &Path, id: &str) -> Result<StateDocument, Error> {
+    state::document(&state::load(root, id)?)
+}
+
+/// `kill [--all] ID SIGNAL`: to the init while it lives; with `all`, to every process of
+/// the container's cgroup (frozen meanwhile), also once the init has exited.
+pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
+    let container = state::load(root, id)?;
+    let status = state::status(&container);
+    if all {
+        return kill_all(&container, signal);
+    }
+    if status == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let pid = container.pid().ok_or(Error::NotRunning)?;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.as_raw()), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::sys("kill", e)),
+    }
+}
+
+fn kill_all(container: &Container, signal: Signal) -> Result<(), Error> {
+    let context = format!("signalling the processes of container {}", container.id());
+    let cgroup_err = |message: String| Error::Cgroup {
+        context: context.clone(),
+        message,
+    };
+    let config = container
+        .spec()
+        .map_err(Error::container(context.clone()))?;
+    let manager = libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: false,
+        container_name: container.id().to_owned(),
+    })
+    .map_err(|e| cgroup_err(crate::chain(&e)))?;
+    // Frozen, no process can fork a child we would miss; a failure to freeze only means
+    // that (runc goes on too).
+    let frozen = manager.freeze(FreezerState::Frozen).is_ok();
+    let result = manager
+        .get_all_pids()
+        .map_err(|e| cgroup_err(crate::chain(&e)))
+        .and_then(|pids| {
+            for pid in pids {
+                match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.as_raw()), signal) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => return Err(Error::sys("kill", e)),
+                }
+            }
+            Ok(())
+        });
+    if frozen {
+        let _ = manager.freeze(FreezerState::Thawed);
+    }
+    // A cgroup that is already gone has no process left to signal.
+    match result {
+        Err(Error::Cgroup { .. }) if !cgroup_exists(&manager) => Ok(()),
+        other => other,
+    }
+}
+
+fn cgroup_exists(manager: &libcgroups::common::AnyCgroupManager) -> bool {
+    manager.get_all_pids().is_ok()
+}
+
+/// `delete [--force]`: removes a stopped (or created) container's cgroup and state; with
+/// `force`, kills a running one first. With `force`, an unknown id is success (runc's).
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    let mut container = match state::load(root, id) {
+        Ok(c) => c,
+        Err(Error::NotExist(_)) if force => {
+            // An aborted create can leave a directory without state: remove it.
+            let dir = root.join(id);
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", dir, e))?;
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let status = state::status(&container);
+    match status {
+        Status::Stopped => {}
+        Status::Created => kill_all(&container, Signal::SIGKILL)?,
+        Status::Creating | Status::Running | Status::Paused if force => {
+            kill_all(&container, Signal::SIGKILL)?
+        }
+        _ => {
+            return Err(Error::Status {
+                command: "delete",
+                id: id.to_owned(),
+                status,
+            })
+        }
+    }
+    // libcontainer decides "stopped" by the pid alone: record it so it never signals a
+    // reused pid, then let it remove the cgroup and the state directory.
+    if container.pid().is_some() && status != Status::Stopped {
+        let _ = wait_gone(&container);
+    }
+    container.set_status(ContainerStatus::Stopped);
+    container.state.pid = None;
+    container
+        .save()
+        .map_err(Error::container(format!("deleting container {id}")))?;
+    let cgroups_path = container.spec().ok().map(|c| c.cgroup_path);
+    container
+        .delete(true)
+        .map_err(Error::container(format!("deleting container {id}")))?;
+    if let Some(path) = cgroups_path {
+        cgroups::remove_extra(&path);
+    }
+    Ok(())
+}
+
+/// Waits (bounded, 1 s) until the init is gone after SIGKILL, so its cgroup can be removed.
+fn wait_gone(container: &Container) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if state::status(container) == Status::Stopped {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
+}
+
+/// `exec`'s arguments.
+pub struct ExecOptions<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub detach: bool,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+}
+
+/// `exec`: a new process in a running container, with the init's user, capabilities,
+/// no_new_privileges and environment (plus `--env`, later values winning), as runc does.
+/// Returns the process's exit code (128+N for signal N), or 0 with `detach`.
+pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
+    let container = state::load(o.root, o.id)?;
+    let status = state::status(&container);
+    if status != Status::Running {
+        return Err(Error::Status {
+            command: "exec in",
+            id: o.id.to_owned(),
+            status,
+        });
+    }
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config).map_err(|source| Error::Spec {
+        context: format!("reading {}", config.display()),
+        source,
+    })?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in &o.env {
+        let Some((key, _)) = e.split_once('=') else {
+            return Err(Error::BadEnv(e.clone()));
+        };
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != key);
+        env.push(e.clone());
+    }
+    process
+        .set_args(Some(o.args.clone()))
+        .set_env(Some(env))
+        .set_terminal(Some(o.tty))
+        .set_console_size(None);
+    if let Some(cwd) = &o.cwd {
+        process.set_cwd(PathBuf::from(cwd));
+    }
+    let process_file = container
+        .root
+        .join(format!("exec-{}.json", std::process::id()));
+    let json = serde_json::to_vec(&process).expect("a process serializes");
+    std::fs::write(&process_file, json).map_err(|e| Error::io("write", &process_file, e))?;
+
+    // A foreground tty needs our own console socket: libcontainer only supports one when
+    // detached, so it is told so and this process does the waiting.
+    let own_console = if o.tty && !o.detach {
+        Some(console::Listener::bind(&container.root)?)
+    } else {
+        None
+    };
+    let console_socket = own_console
+        .as_ref()
+        .map(|l| l.path().to_owned())
+        .or_else(|| o.console_socket.map(Path::to_owned));
+    let workload = Workload {
+        exec_seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+    };
+    let pid_file = o.pid_file.map(absolute).transpose()?;
+    let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
+        .with_executor(workload)
+        .with_root_path(o.root)
+        .and_then(|b| b.with_pid_file(pid_file))
+        .map(|b| b.with_console_socket(console_socket.as_deref()))
+        .and_then(|b| {
+            b.as_tenant()
+                .with_detach(o.detach || own_console.is_some())
+                .with_process(Some(&process_file))
+                .build()
+        });
+    let _ = std::fs::remove_file(&process_file);
+    let pid = built.map_err(Error::container(format!("exec in container {}", o.id)))?;
+    if o.detach {
+        return Ok(0);
+    }
+    let pty = match &own_console {
+        Some(listener) => Some(listener.receive()?),
+        None => None,
+    };
+    drop(own_console);
+    console::wait_forwarding(nix::unistd::Pid::from_raw(pid.as_raw()), pty)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))
+}

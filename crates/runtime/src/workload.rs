@@ -1,0 +1,188 @@
+//! The container process's last step: find the program as runc does (Go's `LookPath` over
+//! the process's own `PATH`; a name with a `/` is taken as it is) and exec it, failing with
+//! runc's messages (`exec: "x": executable file not found in $PATH`), which peapod maps to
+//! exit codes 127 and 126 as Docker does.
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+
+/// Runs `process.args` of the spec.
+#[derive(Debug, Clone, Default)]
+pub struct Workload {
+    /// For an `exec`: the container's seccomp profile, loaded right before the exec.
+    /// libcontainer builds an exec'd process's spec without the container's seccomp
+    /// profile, where runc applies it to every process of the container.
+    pub exec_seccomp: Option<LinuxSeccomp>,
+}
+
+/// Why a program cannot be run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LookupError {
+    /// No such file (on `PATH`, or at the given path).
+    NotFound(String),
+    /// A directory, or a file without an execute bit.
+    PermissionDenied(String),
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(name) if name.contains('/') => {
+                write!(f, "exec: {name:?}: stat {name}: no such file or directory")
+            }
+            Self::NotFound(name) => write!(f, "exec: {name:?}: executable file not found in $PATH"),
+            Self::PermissionDenied(name) => write!(f, "exec: {name:?}: permission denied"),
+        }
+    }
+}
+
+/// Finds `name` like Go's `exec.LookPath` with the given `PATH` value.
+pub fn look_path(name: &str, path_var: Option<&str>) -> Result<PathBuf, LookupError> {
+    if name.is_empty() {
+        return Err(LookupError::NotFound(name.to_owned()));
+    }
+    if name.contains('/') {
+        let p = Path::new(name);
+        return match executable(p) {
+            Some(true) => Ok(p.to_owned()),
+            Some(false) => Err(LookupError::PermissionDenied(name.to_owned())),
+            None => Err(LookupError::NotFound(name.to_owned())),
+        };
+    }
+    let mut denied = false;
+    for dir in path_var.unwrap_or_default().split(':') {
+        // An empty element means the current directory, as in every shell.
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
+            Some(false) => denied = true,
+            None => {}
+        }
+    }
+    if denied {
+        Err(LookupError::PermissionDenied(name.to_owned()))
+    } else {
+        Err(LookupError::NotFound(name.to_owned()))
+    }
+}
+
+/// Some(true): a file with an execute bit; Some(false): exists but is not that; None: absent.
+fn executable(p: &Path) -> Option<bool> {
+    let m = std::fs::metadata(p).ok()?;
+    Some(m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn args(spec: &Spec) -> Option<&Vec<String>> {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .filter(|a| !a.is_empty())
+}
+
+fn path_var(spec: &Spec) -> Option<String> {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.env().as_ref())
+        .and_then(|env| {
+            env.iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+        })
+}
+
+impl Executor for Workload {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let args = args(spec).ok_or_else(|| {
+            ExecutorValidationError::ArgValidationError("process.args must not be empty".into())
+        })?;
+        look_path(&args[0], path_var(spec).as_deref())
+            .map(|_| ())
+            .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let args = args(spec).ok_or(ExecutorError::InvalidArg)?;
+        let program = look_path(&args[0], path_var(spec).as_deref())
+            .map_err(|e| ExecutorError::Other(e.to_string()))?;
+        let program = CString::new(program.into_os_string().into_encoded_bytes())
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        let argv = args
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        if let Some(seccomp) = &self.exec_seccomp {
+            load_seccomp(seccomp).map_err(ExecutorError::Other)?;
+        }
+        // The environment was set up by libcontainer (`setup_envs`) from process.env.
+        let err = nix::unistd::execv(&program, &argv).unwrap_err();
+        Err(ExecutorError::Other(format!("exec: {:?}: {err}", args[0])))
+    }
+}
+
+/// Loads the seccomp filter into this (already unprivileged) process: possible with
+/// no_new_privileges, which peapod's specs always set; without it the exec is refused rather
+/// than run unconfined.
+fn load_seccomp(seccomp: &LinuxSeccomp) -> Result<(), String> {
+    if !nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        return Err(
+            "the container's seccomp profile cannot be applied to an exec'd process without \
+             process.noNewPrivileges"
+                .into(),
+        );
+    }
+    match libcontainer::seccomp::initialize_seccomp(seccomp) {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err("seccomp notify actions are not supported for exec'd processes".into()),
+        Err(e) => Err(format!("loading the seccomp profile: {}", crate::chain(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn lookup_like_runc() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        fs::write(&tool, "").unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        let data = bin.join("data");
+        fs::write(&data, "").unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o644)).unwrap();
+        let path = format!("/nonexistent:{}", bin.display());
+
+        assert_eq!(look_path("tool", Some(&path)).unwrap(), tool);
+        assert_eq!(look_path(tool.to_str().unwrap(), None).unwrap(), tool);
+        assert_eq!(
+            look_path("nope", Some(&path)).unwrap_err().to_string(),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(
+            look_path("tool", None).unwrap_err(),
+            LookupError::NotFound("tool".into())
+        );
+        assert_eq!(
+            look_path("data", Some(&path)).unwrap_err().to_string(),
+            "exec: \"data\": permission denied"
+        );
+        assert_eq!(
+            look_path(bin.to_str().unwrap(), None).unwrap_err(),
+            LookupError::PermissionDenied(bin.display().to_string())
+        );
+        assert!(look_path("/no/such", None)
+            .unwrap_err()
+            .to_string()
+            .contains("no such file or directory"));
+    }
+}
