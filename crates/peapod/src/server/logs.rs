@@ -69,6 +69,13 @@ pub async fn logs(
         };
         let c = crate::kube::pod_container(&engine, &ns, &name, Some(&cname), previous)
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        // Made but not started yet (its record exists a moment before its process): as
+        // the kubelet, refuse rather than return an empty log that would end a follow.
+        if !previous && c.state == crate::record::State::Created {
+            return Err(ApiError::bad_request(format!(
+                "container \"{cname}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            )));
+        }
         Ok((engine.log_path(&c.config), c.config.id.clone()))
     })
     .await?;
