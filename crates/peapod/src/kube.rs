@@ -567,18 +567,19 @@ pub fn delete(
 /// The container record behind `POD [-c NAME]`: kubectl's default container (the
 /// `kubectl.kubernetes.io/default-container` annotation, else the first), its current
 /// instance, or with `previous` the one before.
-/// What `exec` and `attach` act on: a container by name or id, or (with `-c`, or when no
-/// container has that name) a pod's container.
+/// What `exec`, `attach` and `logs` act on: a container by name or id, or (with `-c` or
+/// `--previous`, or when no container has that name) a pod's container.
 pub fn container_or_pod_container(
     engine: &Engine,
     namespace: &str,
     name: &str,
     pod_container_name: Option<&str>,
+    previous: bool,
 ) -> Result<Container> {
-    match (pod_container_name, engine.find(name)) {
-        (None, Ok(c)) => Ok(c),
-        (_, Err(e)) if engine.find_pod(namespace, name).is_err() => Err(e),
-        _ => pod_container(engine, namespace, name, pod_container_name, false),
+    match (pod_container_name, previous, engine.find(name)) {
+        (None, false, Ok(c)) => Ok(c),
+        (_, _, Err(e)) if engine.find_pod(namespace, name).is_err() => Err(e),
+        _ => pod_container(engine, namespace, name, pod_container_name, previous),
     }
 }
 

@@ -707,6 +707,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 &namespace,
                 &container,
                 pod_container.as_deref(),
+                false,
             )?;
             drop(out);
             engine.exec(&c, &command, tty, interactive, &env, workdir.as_deref())
@@ -723,6 +724,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 &namespace,
                 &container,
                 pod_container.as_deref(),
+                false,
             )?;
             drop(out);
             attach::attach(&engine, &c, stdin, tty)
@@ -736,19 +738,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             namespace,
             container,
         } => {
-            let c = match (&pod_container, previous, engine.find(&container)) {
-                (None, false, Ok(c)) => c,
-                (_, _, Err(e)) if engine.find_pod(&namespace, &container).is_err() => {
-                    return Err(e)
-                }
-                _ => kube::pod_container(
-                    &engine,
-                    &namespace,
-                    &container,
-                    pod_container.as_deref(),
-                    previous,
-                )?,
-            };
+            let c = kube::container_or_pod_container(
+                &engine,
+                &namespace,
+                &container,
+                pod_container.as_deref(),
+                previous,
+            )?;
             let tail = match tail.as_str() {
                 "all" => None,
                 n => Some(n.parse::<usize>().map_err(|_| {
