@@ -733,3 +733,64 @@ spec:
     assert!(err.contains("stopped container"), "{err}");
     server.ok(&["delete", "pod", "echoer", "--grace-period=0", "--force"]);
 }
+
+/// kubectl 1.27–1.29 exec over SPDY/3.1 (their only transport; later versions fall back
+/// to it): stdout and stderr apart, stdin, and the exit code through the v4 error stream.
+#[test]
+fn old_kubectl_exec_over_spdy() {
+    let p = Peapod::new();
+    let s = Server::start(&p);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: spdy\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n";
+    s.ok(&["apply", "-f", &manifest(&p, "spdy.yaml", pod)]);
+    s.wait_pod("spdy", "1/1", "Running");
+    let dir = Path::new("/usr/lib/google-cloud-sdk/bin");
+    let mut tried = 0;
+    for v in ["1.27", "1.28", "1.29"] {
+        let bin = dir.join(format!("kubectl.{v}"));
+        if !bin.exists() {
+            eprintln!("kubectl {v} is not installed: skipped");
+            continue;
+        }
+        tried += 1;
+        let k = |args: &[&str], stdin: &[u8]| -> Output {
+            let mut c = Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&s.kubeconfig)
+                .arg("--cache-dir")
+                .arg(s.cache.path())
+                .args(args)
+                .env_remove("KUBECONFIG")
+                // 1.29 would try WebSocket first with this set; SPDY is what is tested.
+                .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin.take().unwrap().write_all(stdin).unwrap();
+            c.wait_with_output().unwrap()
+        };
+        let o = k(
+            &[
+                "exec",
+                "spdy",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            b"",
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n", "{v}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("err"),
+            "{v}: {o:?}"
+        );
+        assert_eq!(o.status.code(), Some(3), "{v}: {o:?}");
+        let o = k(&["exec", "-i", "spdy", "--", "cat"], b"through stdin\n");
+        assert!(o.status.success(), "{v}: {o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n", "{v}");
+    }
+    assert!(tried > 0, "no kubectl 1.27–1.29 installed");
+    s.ok(&["delete", "pod", "spdy", "--grace-period=0", "--force"]);
+}

@@ -33,11 +33,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::logs))
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/exec",
-            get(exec::exec).post(exec::spdy),
+            get(exec::exec).post(exec::exec_spdy),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/attach",
-            get(attach::attach).post(exec::spdy),
+            get(attach::attach),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/portforward",

@@ -1,9 +1,12 @@
-//! `pods/exec` over WebSocket (`v5.channel.k8s.io`, and `v4`): every message is a binary
-//! frame whose first byte is the channel — 0 stdin, 1 stdout, 2 stderr, 3 the final
-//! `Status`, 4 terminal size, 255 (v5) "close this channel". The command runs through the
-//! OCI runtime's `exec`; with `tty=true` the runtime gets a pty as its stdio and proxies it
-//! to one inside the container, resizes reaching it as SIGWINCH. The session ends with the
-//! remaining output, the Status on channel 3, and a close frame (1000).
+//! `pods/exec` over WebSocket (`v5.channel.k8s.io`, and `v4`) and over SPDY/3.1
+//! (`v4.channel.k8s.io` streams, for kubectl 1.27–1.29). WebSocket: every message is a
+//! binary frame whose first byte is the channel — 0 stdin, 1 stdout, 2 stderr, 3 the final
+//! `Status`, 4 terminal size, 255 (v5) "close this channel". SPDY: one stream per channel,
+//! opened by the client. Both feed one transport-free session (`run_session`: `In` from
+//! the client, `Out` to it). The command runs through the OCI runtime's `exec`; with
+//! `tty=true` the runtime gets a pty as its stdio and proxies it to one inside the
+//! container, resizes reaching it as SIGWINCH. The session ends with the remaining output,
+//! the Status, and a close.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -24,15 +27,6 @@ use super::{blocking, AppState};
 
 pub(super) const V5: &str = "v5.channel.k8s.io";
 pub(super) const V4: &str = "v4.channel.k8s.io";
-
-/// `POST pods/NAME/exec` (SPDY, kubectl before 1.30): not supported.
-pub async fn spdy() -> Response {
-    ApiError::bad_request(
-        "peapod serves exec over WebSocket (v5.channel.k8s.io) only: use kubectl 1.30 or later \
-         (with 1.29, set KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true)",
-    )
-    .into_response()
-}
 
 /// `pods/portforward`: not served yet, said plainly.
 pub async fn unsupported(req: axum::extract::Request) -> Response {
@@ -86,29 +80,22 @@ where
 }
 
 /// How a session runs.
-struct Session {
+pub(super) struct Session {
     cmd: std::process::Command,
     stdin: bool,
+    stdout: bool,
     stderr: bool,
     tty: bool,
 }
 
-/// `GET pods/NAME/exec?command=…&container=…&stdin=…&stdout=…&stderr=…&tty=…`.
-pub async fn exec(
-    State(st): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-    q: Q,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
+/// The process a `pods/exec` request asks for, checked and ready to spawn.
+async fn session_for(st: &AppState, ns: String, name: String, q: &Q) -> Result<Session, ApiError> {
     let command = q.all("command");
     if command.is_empty() {
         return Err(ApiError::bad_request(
             "you must specify at least one command for the container",
         ));
     }
-    let ws = ws.map_err(|e| {
-        ApiError::bad_request(format!("exec needs a WebSocket upgrade ({V5}): {e}"))
-    })?;
     let tty = q.flag("tty");
     let container = q.get("container").map(str::to_string);
     let engine = st.engine.clone();
@@ -119,16 +106,197 @@ pub async fn exec(
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))
     })
     .await?;
-    let session = Session {
+    Ok(Session {
         cmd,
         stdin: q.flag("stdin"),
+        stdout: q.get("stdout").is_none_or(|v| v == "true" || v == "1"),
         stderr: q.flag("stderr"),
         tty,
-    };
+    })
+}
+
+/// `GET pods/NAME/exec?command=…&container=…&stdin=…&stdout=…&stderr=…&tty=…`.
+pub async fn exec(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    q: Q,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(format!("exec needs a WebSocket upgrade ({V5}): {e}"))
+    })?;
+    let session = session_for(&st, ns, name, &q).await?;
     Ok(ws
         .protocols([V5, V4])
         .on_upgrade(move |socket| run(socket, session))
         .into_response())
+}
+
+/// `POST pods/NAME/exec` with `Upgrade: SPDY/3.1`: what kubectl 1.27–1.29 speak (and later
+/// ones fall back to). The `v4.channel.k8s.io` stream protocol: the client opens the
+/// streams (`error`, `stdin`, `stdout`, `stderr`, `resize`), the exit `Status` goes on
+/// `error`.
+pub async fn exec_spdy(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    q: Q,
+    mut req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let upgrade = req
+        .headers()
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        return Err(ApiError::bad_request(format!(
+            "exec needs a WebSocket ({V5}) or SPDY/3.1 upgrade"
+        )));
+    }
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("X-Stream-Protocol-Version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    if !offered.iter().any(|p| p == V4) {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("unable to upgrade: no common stream protocol with {offered:?}: peapod speaks {V4} over SPDY"),
+        ));
+    }
+    let session = session_for(&st, ns, name, &q).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            run_spdy(hyper_util::rt::TokioIo::new(upgraded), session).await;
+        }
+    });
+    Ok(Response::builder()
+        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+        .header(axum::http::header::CONNECTION, "Upgrade")
+        .header(axum::http::header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", V4)
+        .body(axum::body::Body::empty())
+        .unwrap_or_default())
+}
+
+/// Splits concatenated JSON values (kubectl's resize stream) off the front of `buf`.
+fn take_json_values(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
+    while let Some(Ok(v)) = it.next() {
+        used = it.byte_offset();
+        out.push(serde_json::to_vec(&v).unwrap_or_default());
+    }
+    buf.drain(..used);
+    out
+}
+
+/// An exec session over SPDY: waits for the client's streams, then relays.
+async fn run_spdy<T>(io: T, s: Session)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use super::spdy::Event;
+    let (writer, mut events) = super::spdy::session(io);
+    let mut wanted = vec!["error"];
+    if s.stdin {
+        wanted.push("stdin");
+    }
+    if s.stdout {
+        wanted.push("stdout");
+    }
+    if s.stderr && !s.tty {
+        wanted.push("stderr");
+    }
+    if s.tty {
+        wanted.push("resize");
+    }
+    let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut early: Vec<Event> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !wanted.iter().all(|w| ids.contains_key(*w)) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Event::Opened { stream, kind })) => {
+                ids.insert(kind, stream);
+            }
+            Ok(Some(Event::Gone)) | Ok(None) | Err(_) => return,
+            Ok(Some(e)) => early.push(e),
+        }
+    }
+    let id = |k: &str| ids.get(k).copied();
+    let (stdin_id, resize_id) = (id("stdin"), id("resize"));
+    let (tx, mut rx) = mpsc::channel::<Out>(64);
+    let (in_tx, in_rx) = mpsc::channel::<In>(64);
+    let input = tokio::spawn(async move {
+        let mut resize_buf = Vec::new();
+        let mut pending = early.into_iter();
+        loop {
+            let e = match pending.next() {
+                Some(e) => e,
+                None => match events.recv().await {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
+            let msgs = match e {
+                Event::Data { stream, data } if Some(stream) == stdin_id => vec![In::Stdin(data)],
+                Event::Data { stream, data } if Some(stream) == resize_id => {
+                    resize_buf.extend_from_slice(&data);
+                    take_json_values(&mut resize_buf)
+                        .into_iter()
+                        .map(In::Resize)
+                        .collect()
+                }
+                Event::Closed { stream } if Some(stream) == stdin_id => vec![In::CloseStdin],
+                Event::Gone => break,
+                _ => Vec::new(),
+            };
+            for m in msgs {
+                if in_tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = in_tx.send(In::CloseStdin).await;
+    });
+    let (error_id, stdout_id, stderr_id) = (id("error"), id("stdout"), id("stderr"));
+    let output = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            match m {
+                Out::Data(ch, data) => {
+                    let target = if ch == 2 {
+                        stderr_id.or(stdout_id)
+                    } else {
+                        stdout_id
+                    };
+                    if let Some(sid) = target {
+                        if !writer.send(sid, &data, false).await {
+                            return;
+                        }
+                    }
+                }
+                Out::Status(status) => {
+                    // v4: the error stream carries the Status (Success included).
+                    if let Some(eid) = error_id {
+                        let json = serde_json::to_vec(&status).unwrap_or_default();
+                        writer.send(eid, &json, true).await;
+                    }
+                    for sid in [stdout_id, stderr_id].into_iter().flatten() {
+                        writer.send(sid, &[], true).await;
+                    }
+                    writer.goaway(0).await;
+                    return;
+                }
+            }
+        }
+    });
+    run_session(s, tx, in_rx).await;
+    let _ = output.await;
+    input.abort();
 }
 
 pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
@@ -153,11 +321,27 @@ pub(super) fn exit_status(code: Result<i32, String>) -> Value {
     }
 }
 
-/// Copies a blocking reader into channel `ch` frames until EOF.
+/// What a session sends its client, whatever the transport (WebSocket channels or SPDY
+/// streams): output on channel 1 (stdout) or 2 (stderr), then the final `Status`.
+#[derive(Debug)]
+pub(super) enum Out {
+    Data(u8, Vec<u8>),
+    Status(Value),
+}
+
+/// What the client sends a session: stdin bytes, stdin's end, a terminal size (JSON).
+#[derive(Debug)]
+pub(super) enum In {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Resize(Vec<u8>),
+}
+
+/// Copies a blocking reader into channel `ch` output until EOF.
 fn pump(
     mut r: impl Read + Send + 'static,
     ch: u8,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Out>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 32 * 1024];
@@ -165,7 +349,7 @@ fn pump(
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if tx.blocking_send(frame(ch, &buf[..n])).is_err() {
+                    if tx.blocking_send(Out::Data(ch, buf[..n].to_vec())).is_err() {
                         return;
                     }
                 }
@@ -205,20 +389,57 @@ fn resize(slave_path: &str, pid: u32, msg: &[u8]) {
     );
 }
 
-async fn run(socket: WebSocket, mut s: Session) {
+async fn run(socket: WebSocket, s: Session) {
     let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(V5);
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let (tx, mut rx) = mpsc::channel::<Out>(64);
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            let close = matches!(m, Message::Close(_));
-            if sink.send(m).await.is_err() || close {
-                break;
+            match m {
+                Out::Data(ch, data) => {
+                    if sink.send(frame(ch, &data)).await.is_err() {
+                        return;
+                    }
+                }
+                Out::Status(status) => {
+                    finish(&mut sink, status).await;
+                    break;
+                }
             }
         }
         let _ = sink.close().await;
     });
+    let (in_tx, in_rx) = mpsc::channel::<In>(64);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let input = match msg {
+                Message::Binary(b) if !b.is_empty() => match b[0] {
+                    0 => In::Stdin(b[1..].to_vec()),
+                    4 => In::Resize(b[1..].to_vec()),
+                    255 if v5 && b.get(1) == Some(&0) => In::CloseStdin,
+                    _ => continue,
+                },
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if in_tx.send(input).await.is_err() {
+                break;
+            }
+        }
+        let _ = in_tx.send(In::CloseStdin).await;
+    });
+    run_session(s, tx, in_rx).await;
+    let _ = writer.await;
+    reader.abort();
+}
 
+/// Runs the exec: the process (with pipes, or a pty for tty) fed from `input`, its output
+/// and then its exit `Status` to `tx`.
+pub(super) async fn run_session(
+    mut s: Session,
+    tx: mpsc::Sender<Out>,
+    mut input: mpsc::Receiver<In>,
+) {
     // Spawn the process with pipes, or with a pty for tty.
     let mut pumps = Vec::new();
     let mut stdin_w: Option<Box<dyn Write + Send>> = None;
@@ -293,20 +514,10 @@ async fn run(socket: WebSocket, mut s: Session) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx
-                .send(frame(
-                    3,
-                    &serde_json::to_vec(&exit_status(Err(format!("starting the exec: {e}"))))
-                        .unwrap_or_default(),
-                ))
+                .send(Out::Status(exit_status(Err(format!(
+                    "starting the exec: {e}"
+                )))))
                 .await;
-            let _ = tx
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1000,
-                    reason: "".into(),
-                })))
-                .await;
-            drop(tx);
-            let _ = writer.await;
             return;
         }
     };
@@ -327,37 +538,33 @@ async fn run(socket: WebSocket, mut s: Session) {
     });
     let reader = tokio::spawn(async move {
         let mut first_resize = true;
-        while let Some(Ok(msg)) = stream.next().await {
+        while let Some(msg) = input.recv().await {
             match msg {
-                Message::Binary(b) if !b.is_empty() => match b[0] {
-                    0 => {
-                        let _ = in_tx.send(Some(b[1..].to_vec()));
+                In::Stdin(data) => {
+                    let _ = in_tx.send(Some(data));
+                }
+                In::Resize(size) if tty => {
+                    let path = slave_path.clone();
+                    tokio::task::spawn_blocking(move || resize(&path, pid, &size));
+                    if first_resize {
+                        // The runtime may not have been listening for SIGWINCH yet: tell
+                        // it again (it reads the current size from its terminal).
+                        first_resize = false;
+                        tokio::spawn(async move {
+                            for ms in [200, 800] {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(pid as i32),
+                                    nix::sys::signal::Signal::SIGWINCH,
+                                );
+                            }
+                        });
                     }
-                    4 if tty => {
-                        let (path, size) = (slave_path.clone(), b[1..].to_vec());
-                        tokio::task::spawn_blocking(move || resize(&path, pid, &size));
-                        if first_resize {
-                            // The runtime may not have been listening for SIGWINCH yet: tell
-                            // it again (it reads the current size from its terminal).
-                            first_resize = false;
-                            tokio::spawn(async move {
-                                for ms in [200, 800] {
-                                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                                    let _ = nix::sys::signal::kill(
-                                        nix::unistd::Pid::from_raw(pid as i32),
-                                        nix::sys::signal::Signal::SIGWINCH,
-                                    );
-                                }
-                            });
-                        }
-                    }
-                    255 if v5 && b.get(1) == Some(&0) => {
-                        let _ = in_tx.send(None);
-                    }
-                    _ => {}
-                },
-                Message::Close(_) => break,
-                _ => {}
+                }
+                In::Resize(_) => {}
+                In::CloseStdin => {
+                    let _ = in_tx.send(None);
+                }
             }
         }
         let _ = in_tx.send(None);
@@ -375,20 +582,7 @@ async fn run(socket: WebSocket, mut s: Session) {
         }
     });
     let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
-    let _ = tx
-        .send(frame(
-            3,
-            &serde_json::to_vec(&exit_status(status)).unwrap_or_default(),
-        ))
-        .await;
-    let _ = tx
-        .send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "".into(),
-        })))
-        .await;
-    drop(tx);
-    let _ = writer.await;
+    let _ = tx.send(Out::Status(exit_status(status))).await;
     reader.abort();
     let _ = stdin_thread;
 }

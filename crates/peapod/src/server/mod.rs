@@ -16,6 +16,7 @@ mod patch;
 mod pki;
 mod pods;
 mod select;
+mod spdy;
 mod status;
 mod table;
 mod watch;
