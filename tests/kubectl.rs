@@ -734,15 +734,16 @@ spec:
     server.ok(&["delete", "pod", "echoer", "--grace-period=0", "--force"]);
 }
 
-/// kubectl 1.27–1.29 exec over SPDY/3.1 (their only transport; later versions fall back
-/// to it): stdout and stderr apart, stdin, and the exit code through the v4 error stream.
+/// kubectl 1.27–1.29 exec and attach over SPDY/3.1 (their only transport; later versions
+/// fall back to it): stdout and stderr apart, stdin, and the exit code through the v4 error
+/// stream.
 #[test]
 fn old_kubectl_exec_over_spdy() {
     let p = Peapod::new();
     let s = Server::start(&p);
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: spdy\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: spdy\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n  - name: echo\n    image: busybox\n    imagePullPolicy: Never\n    stdin: true\n    command: [\"sh\", \"-c\", \"while read l; do echo got:$l; done\"]\n";
     s.ok(&["apply", "-f", &manifest(&p, "spdy.yaml", pod)]);
-    s.wait_pod("spdy", "1/1", "Running");
+    s.wait_pod("spdy", "2/2", "Running");
     let dir = Path::new("/usr/lib/google-cloud-sdk/bin");
     let mut tried = 0;
     for v in ["1.27", "1.28", "1.29"] {
@@ -790,6 +791,45 @@ fn old_kubectl_exec_over_spdy() {
         let o = k(&["exec", "-i", "spdy", "--", "cat"], b"through stdin\n");
         assert!(o.status.success(), "{v}: {o:?}");
         assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n", "{v}");
+        // attach: the line comes back echoed; kubectl stays attached (the container runs
+        // on) until it is stopped.
+        let mut a = Command::new(&bin)
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .arg("--cache-dir")
+            .arg(s.cache.path())
+            .args(["attach", "-i", "spdy", "-c", "echo"])
+            .env_remove("KUBECONFIG")
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = a.stdin.take().unwrap();
+        let mut out = std::io::BufReader::new(a.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) > 0 {
+                if line.contains("got:") {
+                    let _ = tx.send(line.clone());
+                    return;
+                }
+                line.clear();
+            }
+        });
+        let start = Instant::now();
+        let echoed = loop {
+            input.write_all(b"hello\n").unwrap();
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+                break l;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{v}: no echo");
+        };
+        assert_eq!(echoed.trim(), "got:hello", "{v}");
+        let _ = a.kill();
+        let _ = a.wait();
     }
     assert!(tried > 0, "no kubectl 1.27–1.29 installed");
     s.ok(&["delete", "pod", "spdy", "--grace-period=0", "--force"]);

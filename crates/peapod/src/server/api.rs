@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/attach",
-            get(attach::attach),
+            get(attach::attach).post(attach::attach_spdy),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/portforward",

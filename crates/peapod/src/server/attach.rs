@@ -1,43 +1,40 @@
-//! `pods/attach` over WebSocket (`v5.channel.k8s.io`, and `v4`), as `kubectl attach`
-//! speaks it: the container's output on channels 1 and 2 from its pod monitor's attach
-//! socket, stdin from channel 0, terminal sizes from channel 4, and when the container
-//! exits its code as a `Status` on channel 3. Leaving (kubectl's Ctrl-C) never touches the
-//! container.
+//! `pods/attach`, as `kubectl attach` speaks it: over WebSocket (`v5.channel.k8s.io`, and
+//! `v4`) or SPDY/3.1 (kubectl 1.27–1.29), through the same transports as exec. The
+//! container's output comes from its pod monitor's attach socket, stdin and terminal sizes
+//! go back to it, and when the container exits its code ends the session as a `Status`.
+//! Leaving (kubectl's Ctrl-C) never touches the container.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use super::api::Q;
-use super::exec::{exit_status, finish, frame, request_container, V4, V5};
+use super::exec::{
+    check_spdy_upgrade, exit_status, over_spdy, over_websocket, request_container, spdy_switching,
+    In, Out, Wanted, V4, V5,
+};
 use super::status::ApiError;
 use super::{blocking, AppState};
 use crate::attach as proto;
 
 /// What the session relays.
+#[derive(Clone)]
 struct Session {
     socket: std::path::PathBuf,
     stdin: bool,
     stderr: bool,
+    tty: bool,
 }
 
-/// `GET pods/NAME/attach?container=…&stdin=…&stdout=…&stderr=…&tty=…`.
-pub async fn attach(
-    State(st): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-    q: Q,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let ws = ws.map_err(|e| {
-        ApiError::bad_request(format!("attach needs a WebSocket upgrade ({V5}): {e}"))
-    })?;
+/// The running container a `pods/attach` request names, and what to relay.
+async fn session_for(st: &AppState, ns: String, name: String, q: &Q) -> Result<Session, ApiError> {
     let container = q.get("container").map(str::to_string);
     let want_stdin = q.flag("stdin");
     let engine = st.engine.clone();
-    let (socket, open_stdin) = blocking(move || {
+    let (socket, open_stdin, tty) = blocking(move || {
         let c = request_container(&engine, &ns, &name, container.as_deref())?;
         if !matches!(c.state, crate::record::State::Running { .. }) {
             return Err(ApiError::bad_request(format!(
@@ -51,18 +48,60 @@ pub async fn attach(
         Ok((
             proto::socket_path(&engine.paths.run, &c.config.id),
             c.config.open_stdin,
+            c.config.tty,
         ))
     })
     .await?;
-    let session = Session {
+    Ok(Session {
         socket,
         stdin: want_stdin && open_stdin,
         stderr: q.flag("stderr"),
-    };
+        tty: q.flag("tty") && tty,
+    })
+}
+
+/// `GET pods/NAME/attach?container=…&stdin=…&stdout=…&stderr=…&tty=…` (WebSocket).
+pub async fn attach(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    q: Q,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(format!("attach needs a WebSocket upgrade ({V5}): {e}"))
+    })?;
+    let s = session_for(&st, ns, name, &q).await?;
     Ok(ws
         .protocols([V5, V4])
-        .on_upgrade(move |socket| run(socket, session))
+        .on_upgrade(move |socket| over_websocket(socket, move |tx, rx| relay(s, tx, rx)))
         .into_response())
+}
+
+/// `POST pods/NAME/attach` with `Upgrade: SPDY/3.1`.
+pub async fn attach_spdy(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    q: Q,
+    mut req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    check_spdy_upgrade(&req)?;
+    let s = session_for(&st, ns, name, &q).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let w = Wanted {
+                stdin: s.stdin,
+                stdout: true,
+                stderr: s.stderr,
+                tty: s.tty,
+            };
+            over_spdy(hyper_util::rt::TokioIo::new(upgraded), w, move |tx, rx| {
+                relay(s, tx, rx)
+            })
+            .await;
+        }
+    });
+    Ok(spdy_switching())
 }
 
 /// A channel-4 size (`{"Width":…,"Height":…}`) as an attach resize frame.
@@ -75,38 +114,29 @@ fn resize_frame(msg: &[u8]) -> Option<Vec<u8>> {
     Some(proto::frame(proto::RESIZE, &p))
 }
 
-async fn run(socket: WebSocket, s: Session) {
-    let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(V5);
-    let (mut sink, mut stream) = socket.split();
+/// Relays between the client (`tx`, `input`) and the container's attach socket until the
+/// container exits (its code becomes the Status) or the client leaves.
+async fn relay(s: Session, tx: mpsc::Sender<Out>, mut input: mpsc::Receiver<In>) {
     let unix = match tokio::net::UnixStream::connect(&s.socket).await {
         Ok(u) => u,
         Err(e) => {
-            finish(
-                &mut sink,
-                exit_status(Err(format!("attaching to the container: {e}"))),
-            )
-            .await;
+            let status = exit_status(Err(format!("attaching to the container: {e}")));
+            let _ = tx.send(Out::Status(status)).await;
             return;
         }
     };
     let (mut from_container, mut to_container) = unix.into_split();
     let stdin = s.stdin;
     // Client → container: stdin, stdin's end, resizes. Ends when the client leaves.
-    let mut input = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let out = match msg {
-                Message::Binary(b) if !b.is_empty() => match b[0] {
-                    0 if stdin => Some(proto::frame(proto::STDIN, &b[1..])),
-                    4 => resize_frame(&b[1..]),
-                    255 if v5 && b.get(1) == Some(&0) && stdin => {
-                        Some(proto::frame(proto::CLOSE_STDIN, &[]))
-                    }
-                    _ => None,
-                },
-                Message::Close(_) => break,
+    let mut forward = tokio::spawn(async move {
+        while let Some(m) = input.recv().await {
+            let f = match m {
+                In::Stdin(d) if stdin => Some(proto::frame(proto::STDIN, &d)),
+                In::CloseStdin if stdin => Some(proto::frame(proto::CLOSE_STDIN, &[])),
+                In::Resize(j) => resize_frame(&j),
                 _ => None,
             };
-            if let Some(f) = out {
+            if let Some(f) = f {
                 if to_container.write_all(&f).await.is_err() {
                     break;
                 }
@@ -119,34 +149,32 @@ async fn run(socket: WebSocket, s: Session) {
     'relay: loop {
         let n = tokio::select! {
             r = from_container.read(&mut buf) => r.unwrap_or(0),
-            _ = &mut input => {
-                // The client left: nothing more to say.
-                let _ = sink.close().await;
-                return;
-            }
+            _ = &mut forward => return,
         };
         if n == 0 {
             break;
         }
         pending.extend_from_slice(&buf[..n]);
         for (kind, payload) in proto::take_frames(&mut pending) {
-            let msg = match kind {
-                proto::STDOUT => frame(1, &payload),
-                proto::STDERR if s.stderr => frame(2, &payload),
+            let out = match kind {
+                proto::STDOUT => Out::Data(1, payload),
+                proto::STDERR if s.stderr => Out::Data(2, payload),
                 proto::EXIT => {
                     code = String::from_utf8_lossy(&payload).trim().parse().ok();
                     break 'relay;
                 }
                 _ => continue,
             };
-            if sink.send(msg).await.is_err() {
-                input.abort();
+            if tx.send(out).await.is_err() {
+                forward.abort();
                 return;
             }
         }
     }
-    input.abort();
-    finish(&mut sink, exit_status(Ok(code.unwrap_or(0)))).await;
+    forward.abort();
+    let _ = tx
+        .send(Out::Status(exit_status(Ok(code.unwrap_or(0)))))
+        .await;
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ pub async fn exec(
     let session = session_for(&st, ns, name, &q).await?;
     Ok(ws
         .protocols([V5, V4])
-        .on_upgrade(move |socket| run(socket, session))
+        .on_upgrade(move |socket| over_websocket(socket, |tx, rx| run_session(session, tx, rx)))
         .into_response())
 }
 
@@ -142,6 +142,28 @@ pub async fn exec_spdy(
     q: Q,
     mut req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    check_spdy_upgrade(&req)?;
+    let session = session_for(&st, ns, name, &q).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let w = Wanted {
+                stdin: session.stdin,
+                stdout: session.stdout,
+                stderr: session.stderr,
+                tty: session.tty,
+            };
+            over_spdy(hyper_util::rt::TokioIo::new(upgraded), w, |tx, rx| {
+                run_session(session, tx, rx)
+            })
+            .await;
+        }
+    });
+    Ok(spdy_switching())
+}
+
+/// Refuses a request that is not a SPDY/3.1 upgrade offering `v4.channel.k8s.io`.
+pub(super) fn check_spdy_upgrade(req: &axum::extract::Request) -> Result<(), ApiError> {
     let upgrade = req
         .headers()
         .get(axum::http::header::UPGRADE)
@@ -149,7 +171,7 @@ pub async fn exec_spdy(
         .unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
         return Err(ApiError::bad_request(format!(
-            "exec needs a WebSocket ({V5}) or SPDY/3.1 upgrade"
+            "this needs a WebSocket ({V5}) or SPDY/3.1 upgrade"
         )));
     }
     let offered: Vec<String> = req
@@ -166,20 +188,18 @@ pub async fn exec_spdy(
             format!("unable to upgrade: no common stream protocol with {offered:?}: peapod speaks {V4} over SPDY"),
         ));
     }
-    let session = session_for(&st, ns, name, &q).await?;
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        if let Ok(upgraded) = on_upgrade.await {
-            run_spdy(hyper_util::rt::TokioIo::new(upgraded), session).await;
-        }
-    });
-    Ok(Response::builder()
+    Ok(())
+}
+
+/// The 101 answer to a SPDY upgrade.
+pub(super) fn spdy_switching() -> Response {
+    Response::builder()
         .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
         .header(axum::http::header::CONNECTION, "Upgrade")
         .header(axum::http::header::UPGRADE, "SPDY/3.1")
         .header("X-Stream-Protocol-Version", V4)
         .body(axum::body::Body::empty())
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Splits concatenated JSON values (kubectl's resize stream) off the front of `buf`.
@@ -195,24 +215,36 @@ fn take_json_values(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
     out
 }
 
-/// An exec session over SPDY: waits for the client's streams, then relays.
-async fn run_spdy<T>(io: T, s: Session)
+/// The streams a SPDY client opens for a session.
+#[derive(Clone, Copy)]
+pub(super) struct Wanted {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// A session over SPDY: waits for the client's streams, then relays between them and
+/// `core` (its `Out` to the streams, the streams' data to its `In`).
+pub(super) async fn over_spdy<T, F, Fut>(io: T, w: Wanted, core: F)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    F: FnOnce(mpsc::Sender<Out>, mpsc::Receiver<In>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
 {
     use super::spdy::Event;
     let (writer, mut events) = super::spdy::session(io);
     let mut wanted = vec!["error"];
-    if s.stdin {
+    if w.stdin {
         wanted.push("stdin");
     }
-    if s.stdout {
+    if w.stdout {
         wanted.push("stdout");
     }
-    if s.stderr && !s.tty {
+    if w.stderr && !w.tty {
         wanted.push("stderr");
     }
-    if s.tty {
+    if w.tty {
         wanted.push("resize");
     }
     let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
@@ -294,7 +326,7 @@ where
             }
         }
     });
-    run_session(s, tx, in_rx).await;
+    core(tx, in_rx).await;
     let _ = output.await;
     input.abort();
 }
@@ -389,7 +421,12 @@ fn resize(slave_path: &str, pid: u32, msg: &[u8]) {
     );
 }
 
-async fn run(socket: WebSocket, s: Session) {
+/// A session over WebSocket (v5 or v4 channels) with `core`.
+pub(super) async fn over_websocket<F, Fut>(socket: WebSocket, core: F)
+where
+    F: FnOnce(mpsc::Sender<Out>, mpsc::Receiver<In>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some(V5);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(64);
@@ -428,7 +465,7 @@ async fn run(socket: WebSocket, s: Session) {
         }
         let _ = in_tx.send(In::CloseStdin).await;
     });
-    run_session(s, tx, in_rx).await;
+    core(tx, in_rx).await;
     let _ = writer.await;
     reader.abort();
 }
