@@ -611,6 +611,8 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
             .await
             .unwrap();
         }
+        // Recovery (run before every command) leaves a stopped CRI sandbox stopped.
+        p.ok(&["ps", "-a"]);
         let st = rs
             .pod_sandbox_status(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: sid.clone(),
@@ -655,4 +657,159 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
     assert!(p.bridge_ports().is_empty());
     assert_eq!(p.ok(&["ps", "-aq"]), "");
     assert!(!p.ok(&["get", "pods", "-A"]).contains("web"));
+}
+
+/// CapEff of a `/proc/self/status`.
+fn cap_eff(status: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(status);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// Security contexts observed from inside (user, groups, read-only rootfs, capabilities),
+/// a sandbox sharing one pid namespace, and a second attempt of the same kubelet pod.
+#[test]
+fn security_contexts_shared_pid_and_attempts() {
+    const CAP_NET_RAW: u64 = 1 << 13;
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_sec_77");
+    let mut config = sandbox_config("sec", "uid-77", 0, &log_dir);
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = cri::NamespaceMode::Pod as i32;
+    }
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let pod_pid = |sc: cri::LinuxContainerSecurityContext| cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                pid: cri::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..sc
+        };
+        let user = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "user",
+                "sleep 1001",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    run_as_user: Some(cri::Int64Value { value: 1000 }),
+                    run_as_group: Some(cri::Int64Value { value: 3000 }),
+                    supplemental_groups: vec![4000],
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let ro = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "ro",
+                "sleep 1002",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    readonly_rootfs: true,
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let nocap = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "nocap",
+                "sleep 1003",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        drop_capabilities: vec!["NET_RAW".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let plain = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("plain", "sleep 1004", Some(pod_pid(Default::default()))),
+        )
+        .await;
+
+        let id = exec(&mut rs, &user, &["id"]).await;
+        let id = String::from_utf8_lossy(&id.stdout).into_owned();
+        assert!(
+            id.contains("uid=1000") && id.contains("gid=3000") && id.contains("4000"),
+            "{id}"
+        );
+        let touch = exec(&mut rs, &ro, &["touch", "/newfile"]).await;
+        assert_ne!(touch.exit_code, 0);
+        assert!(
+            String::from_utf8_lossy(&touch.stderr).contains("Read-only file system"),
+            "{:?}",
+            String::from_utf8_lossy(&touch.stderr)
+        );
+        let writable = exec(&mut rs, &plain, &["touch", "/newfile"]).await;
+        assert_eq!(writable.exit_code, 0);
+        let without = exec(&mut rs, &nocap, &["cat", "/proc/self/status"]).await;
+        let with = exec(&mut rs, &plain, &["cat", "/proc/self/status"]).await;
+        assert_eq!(cap_eff(&without.stdout) & CAP_NET_RAW, 0);
+        assert_ne!(cap_eff(&with.stdout) & CAP_NET_RAW, 0);
+        // One pid namespace for the pod: every container's process is seen from one.
+        let ps = exec(&mut rs, &plain, &["ps", "-o", "args"]).await;
+        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        for s in ["sleep 1001", "sleep 1002", "sleep 1003", "sleep 1004"] {
+            assert!(ps.contains(s), "{s} not seen:\n{ps}");
+        }
+
+        // The kubelet's next attempt of the same pod is a new sandbox beside the first.
+        let next = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(sandbox_config("sec", "uid-77", 1, &log_dir)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        assert_ne!(next, sid);
+        let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
+        assert_eq!(pods.lines().count(), 3, "{pods}");
+        for id in [&sid, &next] {
+            for _ in 0..2 {
+                rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await
+                .unwrap();
+            }
+        }
+    });
+    assert_eq!(p.mounts(), Vec::<String>::new());
+    assert!(!p.ipam_text().contains("10.241."), "{}", p.ipam_text());
+    assert!(p.bridge_ports().is_empty());
+    assert_eq!(p.ok(&["ps", "-aq"]), "");
 }
