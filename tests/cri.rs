@@ -481,6 +481,21 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
             chrono::DateTime::parse_from_rfc3339(first.split(' ').next().unwrap()).is_ok(),
             "{first}"
         );
+        // The kubelet rotates the log: renames it, asks for a reopen, reads the new one.
+        std::fs::rename(&log, log.with_extension("log.1")).unwrap();
+        rs.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: c1.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(log.exists());
+        exec(&mut rs, &c1, &["sh", "-c", "echo after-rotation > /proc/1/fd/1"]).await;
+        common::eventually(Duration::from_secs(10), "a line in the new log", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(" stdout F after-rotation")
+                .then_some(())
+        });
         let host = exec(&mut rs, &c1, &["cat", "/etc/hostname"]).await;
         assert_eq!(String::from_utf8_lossy(&host.stdout).trim(), "web-host");
         assert_eq!(host.exit_code, 0);
@@ -784,6 +799,37 @@ fn security_contexts_shared_pid_and_attempts() {
         for s in ["sleep 1001", "sleep 1002", "sleep 1003", "sleep 1004"] {
             assert!(ps.contains(s), "{s} not seen:\n{ps}");
         }
+
+        // Resources become cgroup limits; an OOM kill is reported as containerd does.
+        let mut hog_config = container_config("hog", "tail /dev/zero", None);
+        hog_config.command = vec!["tail".into(), "/dev/zero".into()];
+        hog_config.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 32 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            security_context: None,
+        });
+        let hog = create_and_start(&mut rs, &config, &sid, hog_config).await;
+        let start = std::time::Instant::now();
+        let hog_status = loop {
+            let st = container_status(&mut rs, &hog).await;
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                break st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            (hog_status.exit_code, hog_status.reason.as_str()),
+            (137, "OOMKilled")
+        );
+        let limits = hog_status.resources.unwrap().linux.unwrap();
+        assert_eq!(
+            (limits.memory_limit_in_bytes, limits.cpu_shares),
+            (32 << 20, 512)
+        );
 
         // The kubelet's next attempt of the same pod is a new sandbox beside the first.
         let next = rs

@@ -1162,6 +1162,29 @@ impl Engine {
         Ok(id)
     }
 
+    /// ReopenContainerLog: the container's monitor reopens the log at its path (after the
+    /// kubelet renamed it away); returns once the new file exists.
+    pub fn reopen_log(&self, c: &Container) -> Result<()> {
+        if !matches!(c.state, State::Running { .. }) {
+            bail!(user_error(format!(
+                "container {} is not running",
+                c.config.id
+            )));
+        }
+        let dir = self.container_dir(&c.config.id);
+        let pid: i32 = fs::read_to_string(dir.join("monitor.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|_| Lock::is_held(&dir.join("monitor.lock")).unwrap_or(false))
+            .ok_or_else(|| anyhow!("container {} has no live monitor", c.config.id))?;
+        signal(pid, nix::sys::signal::Signal::SIGHUP);
+        let path = self.log_path(&c.config);
+        if !wait_until(Duration::from_secs(5), || path.exists()) {
+            bail!("the log {} was not reopened within 5 s", path.display());
+        }
+        Ok(())
+    }
+
     /// ExecSync: runs `cmd` in the container, collecting its output; past `timeout` the
     /// command is killed (with its process tree) and [`ExecTimeout`] returned.
     pub fn exec_sync(

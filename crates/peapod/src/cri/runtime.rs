@@ -599,9 +599,22 @@ impl RuntimeService for Runtime {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(not_yet("ReopenContainerLog"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &id)?;
+            if !matches!(c.state, State::Running { .. }) {
+                return Err(Status::failed_precondition(format!(
+                    "container {} is not running",
+                    c.config.id
+                )));
+            }
+            engine.reopen_log(&c).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::ReopenContainerLogResponse {}))
+        })
+        .await
     }
 
     async fn exec_sync(
