@@ -374,7 +374,10 @@ async fn create_and_start(
     id
 }
 
-async fn container_status(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> cri::ContainerStatus {
+async fn container_status(
+    rs: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> cri::ContainerStatus {
     rs.container_status(cri::ContainerStatusRequest {
         container_id: id.into(),
         verbose: true,
@@ -489,7 +492,12 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
         .await
         .unwrap();
         assert!(log.exists());
-        exec(&mut rs, &c1, &["sh", "-c", "echo after-rotation > /proc/1/fd/1"]).await;
+        exec(
+            &mut rs,
+            &c1,
+            &["sh", "-c", "echo after-rotation > /proc/1/fd/1"],
+        )
+        .await;
         common::eventually(Duration::from_secs(10), "a line in the new log", || {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
@@ -501,7 +509,12 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
         assert_eq!(host.exit_code, 0);
         let env = exec(&mut rs, &c1, &["sh", "-c", "echo $GREETING"]).await;
         assert_eq!(String::from_utf8_lossy(&env.stdout).trim(), "hi");
-        let three = exec(&mut rs, &c1, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
+        let three = exec(
+            &mut rs,
+            &c1,
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        )
+        .await;
         assert_eq!(three.exit_code, 3);
         assert_eq!(String::from_utf8_lossy(&three.stdout), "out\n");
         assert_eq!(String::from_utf8_lossy(&three.stderr), "err\n");
@@ -572,7 +585,8 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
         assert!(ps.contains("k8s_app_web_kube-test_uid-1234_0"), "{ps}");
         let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
         assert!(
-            pods.lines().any(|l| l.split_whitespace().next() == Some("web")),
+            pods.lines()
+                .any(|l| l.split_whitespace().next() == Some("web")),
             "{pods}"
         );
 

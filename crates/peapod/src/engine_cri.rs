@@ -447,10 +447,7 @@ pub fn adjust_spec(spec: &mut Value, a: &SpecAdjustments) {
 }
 
 /// The adjustments a CRI container asks for.
-pub fn adjustments(
-    config: &cri::ContainerConfig,
-    sandbox: &CriSandbox,
-) -> Result<SpecAdjustments> {
+pub fn adjustments(config: &cri::ContainerConfig, sandbox: &CriSandbox) -> Result<SpecAdjustments> {
     let linux = config.linux.clone().unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let caps = sc.capabilities.unwrap_or_default();
@@ -617,9 +614,8 @@ impl Engine {
             }
         }
         if !runtime_handler.is_empty() {
-            Runtime::resolve(Some(runtime_handler), &self.paths.runtime_state()).map_err(|e| {
-                user_error(format!("runtime handler {runtime_handler:?}: {e}"))
-            })?;
+            Runtime::resolve(Some(runtime_handler), &self.paths.runtime_state())
+                .map_err(|e| user_error(format!("runtime handler {runtime_handler:?}: {e}")))?;
         }
         let linux = config.linux.clone().unwrap_or_default();
         let sc = linux.security_context.clone().unwrap_or_default();
@@ -820,7 +816,7 @@ impl Engine {
             }
         }
         // The infra, should its monitor have died without taking it along.
-        if let Some(infra) = self.reload(&view.id).ok() {
+        if let Ok(infra) = self.reload(&view.id) {
             if let (State::Running { pid, .. }, Some(st)) = (&infra.state, &infra.status) {
                 if proc_start_time(*pid) == Some(st.pid_start) {
                     signal(*pid, nix::sys::signal::Signal::SIGKILL);
@@ -829,7 +825,8 @@ impl Engine {
                     });
                 }
             }
-            if let (Some(pin), NetworkMode::Bridge) = (&infra.config.netns, &infra.config.network_mode)
+            if let (Some(pin), NetworkMode::Bridge) =
+                (&infra.config.netns, &infra.config.network_mode)
             {
                 if let Err(e) = self.network().detach(&infra.config.id, pin) {
                     errors.push(format!("releasing the sandbox's address: {e}"));
@@ -906,15 +903,17 @@ impl Engine {
         sandbox_id: &str,
         config: &cri::ContainerConfig,
     ) -> Result<String> {
-        let sandbox = self.cri_sandbox(sandbox_id)?.ok_or_else(|| {
-            user_error(format!("sandbox {sandbox_id:?} not found"))
-        })?;
+        let sandbox = self
+            .cri_sandbox(sandbox_id)?
+            .ok_or_else(|| user_error(format!("sandbox {sandbox_id:?} not found")))?;
         let meta = config
             .metadata
             .clone()
             .ok_or_else(|| user_error("container config: metadata is required"))?;
         if meta.name.is_empty() {
-            bail!(user_error("container config: metadata.name must not be empty"));
+            bail!(user_error(
+                "container config: metadata.name must not be empty"
+            ));
         }
         let image_name = config
             .image
@@ -922,10 +921,18 @@ impl Engine {
             .map(|i| i.image.clone())
             .unwrap_or_default();
         if image_name.is_empty() {
-            bail!(user_error("container config: image.image must not be empty"));
+            bail!(user_error(
+                "container config: image.image must not be empty"
+            ));
         }
         let rec = &sandbox.record;
-        let name = container_name(&meta.name, &rec.name, &rec.namespace, &rec.kube_uid, meta.attempt);
+        let name = container_name(
+            &meta.name,
+            &rec.name,
+            &rec.namespace,
+            &rec.kube_uid,
+            meta.attempt,
+        );
         // A retried CreateContainer: the one made already, if it was never started.
         if let Some((c, r)) = self
             .cri_containers()?
@@ -946,12 +953,15 @@ impl Engine {
                 sandbox.id
             )));
         };
-        let infra = sandbox.infra.as_ref().expect("a ready sandbox has its infra");
+        let infra = sandbox
+            .infra
+            .as_ref()
+            .expect("a ready sandbox has its infra");
         let adjust = adjustments(config, rec)?;
         let images = self.images()?;
-        let image = images.resolve(&image_name).map_err(|e| {
-            user_error(format!("image {image_name:?} not found: {e}"))
-        })?;
+        let image = images
+            .resolve(&image_name)
+            .map_err(|e| user_error(format!("image {image_name:?} not found: {e}")))?;
         let ic = images.config(&image)?.config().clone().unwrap_or_default();
         let image_process = crate::engine::image_process(&ic);
         let argv: Option<Vec<String>> = match (config.command.is_empty(), config.args.is_empty()) {
@@ -978,7 +988,13 @@ impl Engine {
             (Some(u), None) => Some(u),
             (None, Some(g)) => Some(format!(
                 "{}:{}",
-                image_process.user.clone().unwrap_or_default().split(':').next().unwrap_or(""),
+                image_process
+                    .user
+                    .clone()
+                    .unwrap_or_default()
+                    .split(':')
+                    .next()
+                    .unwrap_or(""),
                 g.value
             )),
             (None, None) => None,
@@ -1010,7 +1026,11 @@ impl Engine {
                 source: PathBuf::from(&m.host_path),
                 destination: m.container_path.clone(),
                 rw: !m.readonly,
-                mode: if m.readonly { "ro".into() } else { String::new() },
+                mode: if m.readonly {
+                    "ro".into()
+                } else {
+                    String::new()
+                },
                 anonymous: false,
             });
         }
@@ -1038,7 +1058,11 @@ impl Engine {
             }
             _ => None,
         };
-        let ipc_owner = if rec.ipc == NsMode::Node { 1 } else { infra_pid };
+        let ipc_owner = if rec.ipc == NsMode::Node {
+            1
+        } else {
+            infra_pid
+        };
         let runtime = Runtime::resolve(
             Some(rec.runtime_handler.as_str())
                 .filter(|h| !h.is_empty())
@@ -1289,7 +1313,10 @@ fn kill_tree(pid: i32) {
             for t in rd.flatten() {
                 let path = t.path().join("children");
                 if let Ok(text) = fs::read_to_string(path) {
-                    all.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                    all.extend(
+                        text.split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
                 }
             }
         }
@@ -1355,7 +1382,10 @@ mod tests {
             },
         );
         assert_eq!(s["process"]["capabilities"]["bounding"], json!([]));
-        assert!(s["linux"].get("seccomp").is_none(), "no profile: unconfined");
+        assert!(
+            s["linux"].get("seccomp").is_none(),
+            "no profile: unconfined"
+        );
     }
 
     #[test]
@@ -1420,7 +1450,10 @@ mod tests {
         assert_eq!(resolv_conf(Some(&cri::DnsConfig::default())), None);
         let text = resolv_conf(Some(&cri::DnsConfig {
             servers: vec!["10.96.0.10".into()],
-            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            searches: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
             options: vec!["ndots:5".into()],
         }))
         .unwrap();

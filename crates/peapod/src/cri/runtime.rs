@@ -190,17 +190,20 @@ fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
         mounts: r
             .mounts
             .iter()
-            .map(|(container_path, host_path, readonly, propagation)| cri::Mount {
-                container_path: container_path.clone(),
-                host_path: host_path.clone(),
-                readonly: *readonly,
-                propagation: *propagation,
-                ..Default::default()
-            })
+            .map(
+                |(container_path, host_path, readonly, propagation)| cri::Mount {
+                    container_path: container_path.clone(),
+                    host_path: host_path.clone(),
+                    readonly: *readonly,
+                    propagation: *propagation,
+                    ..Default::default()
+                },
+            )
             .collect(),
         log_path: r.log_path.clone(),
-        resources: r.resources.map(|(shares, quota, period, memory)| {
-            cri::ContainerResources {
+        resources: r
+            .resources
+            .map(|(shares, quota, period, memory)| cri::ContainerResources {
                 linux: Some(cri::LinuxContainerResources {
                     cpu_shares: shares,
                     cpu_quota: quota,
@@ -209,8 +212,7 @@ fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
                     ..Default::default()
                 }),
                 windows: None,
-            }
-        }),
+            }),
         image_id: c.config.image_id.clone(),
         ..Default::default()
     }
@@ -327,7 +329,9 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_sandbox_from(&config, &req.runtime_handler)
                 .map_err(|e| status_of(&e))?;
-            Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id: id }))
+            Ok(Response::new(cri::RunPodSandboxResponse {
+                pod_sandbox_id: id,
+            }))
         })
         .await
     }
@@ -446,7 +450,9 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_in_sandbox(&req.pod_sandbox_id, &config)
                 .map_err(|e| status_of(&e))?;
-            Ok(Response::new(cri::CreateContainerResponse { container_id: id }))
+            Ok(Response::new(cri::CreateContainerResponse {
+                container_id: id,
+            }))
         })
         .await
     }
