@@ -1,6 +1,7 @@
 //! End-to-end tests of the CRI v1 front of `peapod serve`, as root, called over its unix
 //! socket as a kubelet or crictl would, with a tonic client: the runtime's identity and
-//! conditions, and the image service against the engine's store and a loopback registry.
+//! conditions, the image service against the engine's store and a loopback registry, and
+//! the kubelet's flow of pod sandboxes and containers.
 
 mod common;
 
@@ -150,12 +151,12 @@ fn version_status_and_runtime_config() {
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
         // What is not served says so instead of answering wrongly.
         let err = rs
-            .list_containers(cri::ListContainersRequest::default())
+            .checkpoint_container(cri::CheckpointContainerRequest::default())
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented);
         assert!(
-            err.message().contains("ListContainers"),
+            err.message().contains("CheckpointContainer"),
             "{}",
             err.message()
         );
@@ -273,4 +274,602 @@ fn image_service_lists_pulls_and_removes() {
             .into_inner();
         assert!(after.image.is_none());
     });
+}
+
+fn sandbox_config(name: &str, uid: &str, attempt: u32, log_dir: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: "kube-test".into(),
+            attempt,
+        }),
+        hostname: format!("{name}-host"),
+        log_directory: log_dir.to_str().unwrap().into(),
+        dns_config: Some(cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["kube-test.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        labels: [("app".to_string(), name.to_string())].into(),
+        annotations: [("note".to_string(), "from-the-test".to_string())].into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Pod as i32,
+                    pid: cri::NamespaceMode::Container as i32,
+                    ipc: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(
+    name: &str,
+    script: &str,
+    sc: Option<cri::LinuxContainerSecurityContext>,
+) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: spec("busybox"),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        envs: vec![cri::KeyValue {
+            key: "GREETING".into(),
+            value: "hi".into(),
+        }],
+        labels: [("role".to_string(), name.to_string())].into(),
+        log_path: format!("{name}/0.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: sc,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn exec(
+    rs: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+) -> cri::ExecSyncResponse {
+    rs.exec_sync(cri::ExecSyncRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout: 10,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}"))
+    .into_inner()
+}
+
+async fn create_and_start(
+    rs: &mut RuntimeServiceClient<Channel>,
+    sandbox: &cri::PodSandboxConfig,
+    sandbox_id: &str,
+    config: cri::ContainerConfig,
+) -> String {
+    let id = rs
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rs.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    id
+}
+
+async fn container_status(
+    rs: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> cri::ContainerStatus {
+    rs.container_status(cri::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: true,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+/// The kubelet's flow: a sandbox, containers in it (logs, exec, shared network), both
+/// visible to `peapod ps -a` and `get pods`, then stop and remove, each twice.
+#[test]
+fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_web_1234");
+    let config = sandbox_config("web", "uid-1234", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let run = |c: cri::PodSandboxConfig| cri::RunPodSandboxRequest {
+            config: Some(c),
+            runtime_handler: String::new(),
+        };
+        let sid = rs
+            .run_pod_sandbox(run(config.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        assert_eq!(sid.len(), 64, "{sid}");
+        // A retry of the same kubelet pod and attempt is the same sandbox.
+        let again = rs
+            .run_pod_sandbox(run(config.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        assert_eq!(again, sid);
+        let st = rs
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sid.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let status = st.status.unwrap();
+        assert_eq!(status.state, cri::PodSandboxState::SandboxReady as i32);
+        let ip = status.network.unwrap().ip;
+        assert!(ip.starts_with(&p.subnet_prefix), "{ip}");
+        assert_eq!(status.metadata.unwrap().uid, "uid-1234");
+        assert_eq!(status.labels["app"], "web");
+        assert_eq!(status.annotations["note"], "from-the-test");
+        assert!(status.created_at > 0);
+        assert!(st.info["info"].contains("\"pid\""), "{:?}", st.info);
+        let list = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: [("app".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, sid);
+        let none = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: [("app".to_string(), "other".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(none.is_empty());
+
+        let c1 = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("app", "echo hello; echo oops >&2; sleep 1000", None),
+        )
+        .await;
+        let s1 = container_status(&mut rs, &c1).await;
+        assert_eq!(s1.state, cri::ContainerState::ContainerRunning as i32);
+        assert!(s1.started_at >= s1.created_at && s1.created_at > 0);
+        assert_eq!(s1.metadata.unwrap().name, "app");
+        assert!(s1.image_ref.starts_with("sha256:"), "{}", s1.image_ref);
+        let log = log_dir.join("app/0.log");
+        assert_eq!(s1.log_path, log.to_str().unwrap());
+        let text = common::eventually(Duration::from_secs(10), "the CRI log", || {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            (t.contains(" stdout F hello") && t.contains(" stderr F oops")).then_some(t)
+        });
+        let first = text.lines().next().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(first.split(' ').next().unwrap()).is_ok(),
+            "{first}"
+        );
+        // The kubelet rotates the log: renames it, asks for a reopen, reads the new one.
+        std::fs::rename(&log, log.with_extension("log.1")).unwrap();
+        rs.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: c1.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(log.exists());
+        exec(
+            &mut rs,
+            &c1,
+            &["sh", "-c", "echo after-rotation > /proc/1/fd/1"],
+        )
+        .await;
+        common::eventually(Duration::from_secs(10), "a line in the new log", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(" stdout F after-rotation")
+                .then_some(())
+        });
+        let host = exec(&mut rs, &c1, &["cat", "/etc/hostname"]).await;
+        assert_eq!(String::from_utf8_lossy(&host.stdout).trim(), "web-host");
+        assert_eq!(host.exit_code, 0);
+        let env = exec(&mut rs, &c1, &["sh", "-c", "echo $GREETING"]).await;
+        assert_eq!(String::from_utf8_lossy(&env.stdout).trim(), "hi");
+        let three = exec(
+            &mut rs,
+            &c1,
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        )
+        .await;
+        assert_eq!(three.exit_code, 3);
+        assert_eq!(String::from_utf8_lossy(&three.stdout), "out\n");
+        assert_eq!(String::from_utf8_lossy(&three.stderr), "err\n");
+        let resolv = exec(&mut rs, &c1, &["cat", "/etc/resolv.conf"]).await;
+        let resolv = String::from_utf8_lossy(&resolv.stdout).into_owned();
+        assert!(
+            resolv.contains("nameserver 10.96.0.10") && resolv.contains("options ndots:5"),
+            "{resolv}"
+        );
+        // A command past its timeout is killed and reported as such.
+        let slow = rs
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: c1.clone(),
+                cmd: vec!["sleep".into(), "30".into()],
+                timeout: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(slow.code(), tonic::Code::DeadlineExceeded, "{slow}");
+        let sleeps = exec(&mut rs, &c1, &["sh", "-c", "ps | grep -c '[s]leep 30'"]).await;
+        assert_eq!(String::from_utf8_lossy(&sleeps.stdout).trim(), "0");
+
+        // A second container shares the sandbox's network: the same eth0 address.
+        let c2 = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("side", "sleep 1000", None),
+        )
+        .await;
+        let ifc1 = exec(&mut rs, &c1, &["ifconfig", "eth0"]).await;
+        let ifc2 = exec(&mut rs, &c2, &["ifconfig", "eth0"]).await;
+        let (ip1, mac1) = common::eth0_addr_mac(&String::from_utf8_lossy(&ifc1.stdout));
+        let (ip2, mac2) = common::eth0_addr_mac(&String::from_utf8_lossy(&ifc2.stdout));
+        assert_eq!((&ip1, &mac1), (&ip2, &mac2));
+        assert_eq!(ip1, ip);
+        let listed = rs
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    pod_sandbox_id: sid.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(listed.len(), 2);
+        let by_label = rs
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: [("role".to_string(), "side".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(by_label.len(), 1);
+        assert_eq!(by_label[0].id, c2);
+
+        // One engine behind every front.
+        let ps = p.ok(&["ps", "-a", "--no-trunc"]);
+        for id in [&c1, &c2, &sid] {
+            assert!(ps.contains(id.as_str()), "{id} not in ps -a:\n{ps}");
+        }
+        assert!(ps.contains("k8s_app_web_kube-test_uid-1234_0"), "{ps}");
+        let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
+        assert!(
+            pods.lines()
+                .any(|l| l.split_whitespace().next() == Some("web")),
+            "{pods}"
+        );
+
+        // Stop and remove, each twice.
+        for _ in 0..2 {
+            rs.stop_container(cri::StopContainerRequest {
+                container_id: c1.clone(),
+                timeout: 2,
+            })
+            .await
+            .unwrap();
+        }
+        let s1 = container_status(&mut rs, &c1).await;
+        assert_eq!(s1.state, cri::ContainerState::ContainerExited as i32);
+        assert_eq!(s1.exit_code, 137, "sh ignores SIGTERM as pid 1: killed");
+        assert_eq!(s1.reason, "Error");
+        assert!(s1.finished_at >= s1.started_at);
+        let exited = rs
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    state: Some(cri::ContainerStateValue {
+                        state: cri::ContainerState::ContainerExited as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(exited.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&c1]);
+        for _ in 0..2 {
+            rs.remove_container(cri::RemoveContainerRequest {
+                container_id: c1.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let gone = rs
+            .container_status(cri::ContainerStatusRequest {
+                container_id: c1.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+        for _ in 0..2 {
+            rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sid.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        // Recovery (run before every command) leaves a stopped CRI sandbox stopped.
+        p.ok(&["ps", "-a"]);
+        let st = rs
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sid.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
+        assert_eq!(
+            container_status(&mut rs, &c2).await.state,
+            cri::ContainerState::ContainerExited as i32
+        );
+        assert!(!p.ipam_text().contains(&ip), "{}", p.ipam_text());
+        assert!(p.bridge_ports().is_empty(), "{:?}", p.bridge_ports());
+        for _ in 0..2 {
+            rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sid.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let left = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(left.is_empty(), "{left:?}");
+        let left = rs
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+    });
+    assert_eq!(p.mounts(), Vec::<String>::new());
+    assert!(!p.ipam_text().contains("10.241."), "{}", p.ipam_text());
+    assert!(p.bridge_ports().is_empty());
+    assert_eq!(p.ok(&["ps", "-aq"]), "");
+    assert!(!p.ok(&["get", "pods", "-A"]).contains("web"));
+}
+
+/// CapEff of a `/proc/self/status`.
+fn cap_eff(status: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(status);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// Security contexts observed from inside (user, groups, read-only rootfs, capabilities),
+/// a sandbox sharing one pid namespace, and a second attempt of the same kubelet pod.
+#[test]
+fn security_contexts_shared_pid_and_attempts() {
+    const CAP_NET_RAW: u64 = 1 << 13;
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_sec_77");
+    let mut config = sandbox_config("sec", "uid-77", 0, &log_dir);
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = cri::NamespaceMode::Pod as i32;
+    }
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let pod_pid = |sc: cri::LinuxContainerSecurityContext| cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                pid: cri::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..sc
+        };
+        let user = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "user",
+                "sleep 1001",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    run_as_user: Some(cri::Int64Value { value: 1000 }),
+                    run_as_group: Some(cri::Int64Value { value: 3000 }),
+                    supplemental_groups: vec![4000],
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let ro = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "ro",
+                "sleep 1002",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    readonly_rootfs: true,
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let nocap = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "nocap",
+                "sleep 1003",
+                Some(pod_pid(cri::LinuxContainerSecurityContext {
+                    capabilities: Some(cri::Capability {
+                        drop_capabilities: vec!["NET_RAW".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            ),
+        )
+        .await;
+        let plain = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("plain", "sleep 1004", Some(pod_pid(Default::default()))),
+        )
+        .await;
+
+        let id = exec(&mut rs, &user, &["id"]).await;
+        let id = String::from_utf8_lossy(&id.stdout).into_owned();
+        assert!(
+            id.contains("uid=1000") && id.contains("gid=3000") && id.contains("4000"),
+            "{id}"
+        );
+        let touch = exec(&mut rs, &ro, &["touch", "/newfile"]).await;
+        assert_ne!(touch.exit_code, 0);
+        assert!(
+            String::from_utf8_lossy(&touch.stderr).contains("Read-only file system"),
+            "{:?}",
+            String::from_utf8_lossy(&touch.stderr)
+        );
+        let writable = exec(&mut rs, &plain, &["touch", "/newfile"]).await;
+        assert_eq!(writable.exit_code, 0);
+        let without = exec(&mut rs, &nocap, &["cat", "/proc/self/status"]).await;
+        let with = exec(&mut rs, &plain, &["cat", "/proc/self/status"]).await;
+        assert_eq!(cap_eff(&without.stdout) & CAP_NET_RAW, 0);
+        assert_ne!(cap_eff(&with.stdout) & CAP_NET_RAW, 0);
+        // One pid namespace for the pod: every container's process is seen from one.
+        let ps = exec(&mut rs, &plain, &["ps", "-o", "args"]).await;
+        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        for s in ["sleep 1001", "sleep 1002", "sleep 1003", "sleep 1004"] {
+            assert!(ps.contains(s), "{s} not seen:\n{ps}");
+        }
+
+        // Resources become cgroup limits; an OOM kill is reported as containerd does.
+        let mut hog_config = container_config("hog", "tail /dev/zero", None);
+        hog_config.command = vec!["tail".into(), "/dev/zero".into()];
+        hog_config.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 32 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            security_context: None,
+        });
+        let hog = create_and_start(&mut rs, &config, &sid, hog_config).await;
+        let start = std::time::Instant::now();
+        let hog_status = loop {
+            let st = container_status(&mut rs, &hog).await;
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                break st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            (hog_status.exit_code, hog_status.reason.as_str()),
+            (137, "OOMKilled")
+        );
+        let limits = hog_status.resources.unwrap().linux.unwrap();
+        assert_eq!(
+            (limits.memory_limit_in_bytes, limits.cpu_shares),
+            (32 << 20, 512)
+        );
+
+        // The kubelet's next attempt of the same pod is a new sandbox beside the first.
+        let next = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(sandbox_config("sec", "uid-77", 1, &log_dir)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        assert_ne!(next, sid);
+        let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
+        assert_eq!(pods.lines().count(), 3, "{pods}");
+        for id in [&sid, &next] {
+            for _ in 0..2 {
+                rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await
+                .unwrap();
+            }
+        }
+    });
+    assert_eq!(p.mounts(), Vec::<String>::new());
+    assert!(!p.ipam_text().contains("10.241."), "{}", p.ipam_text());
+    assert!(p.bridge_ports().is_empty());
+    assert_eq!(p.ok(&["ps", "-aq"]), "");
 }

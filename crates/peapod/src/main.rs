@@ -6,6 +6,7 @@ mod config;
 mod cri;
 mod crilog;
 mod engine;
+mod engine_cri;
 mod fault;
 mod format;
 mod infra;

@@ -41,6 +41,11 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     let dir = engine.container_dir(id);
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
+    // Who to send SIGHUP to reopen the log (CRI ReopenContainerLog).
+    peapod_store::atomic_write(
+        &dir.join("monitor.pid"),
+        std::process::id().to_string().as_bytes(),
+    )?;
     // A foreground `run` attaches before the container starts, so no output is missed.
     let listener = if attached {
         let path = crate::attach::socket_path(&engine.paths.run, id);
@@ -293,7 +298,17 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
         if ready[0] {
-            while let Ok(Some(_)) = sigfd.read_signal() {}
+            let mut reopen = false;
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                reopen |= info.ssi_signo == libc::SIGHUP as u32;
+            }
+            if reopen {
+                // The log was rotated (renamed away): write to a new file at its path.
+                let path = engine.log_path(&s.config);
+                if let Ok(log) = OpenOptions::new().create(true).append(true).open(&path) {
+                    s.log = log;
+                }
+            }
             if let Some(code) = reap(s.pid) {
                 exit = Some(code);
             }
@@ -336,6 +351,11 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
     }
     let _ = s.log.sync_data();
     let code = exit.unwrap_or(255);
+    // A CRI container's status says when the kernel's OOM killer ended it (read before the
+    // runtime deletes the cgroup).
+    if s.config.pod.is_some() && crate::engine::oom_killed(&s.config.cgroups_path) {
+        s.status.error = Some("OOMKilled".into());
+    }
     s.status.exit_code = Some(code);
     s.status.finished_at = Some(Utc::now());
     peapod_store::write_json(

@@ -204,6 +204,11 @@ impl Engine {
         let monitor_lock = dir.join("monitor.lock");
         let monitor_alive = Lock::is_held(&monitor_lock)?;
         let deleting = head.metadata.deletion_timestamp;
+        if deleting.is_none() && dir.join(crate::engine_cri::CRI_RECORD).exists() {
+            // A CRI sandbox is the kubelet's: it re-creates a dead one with a new attempt
+            // and removes stopped ones; only an interrupted removal is finished here.
+            return Ok(());
+        }
         if monitor_alive {
             match deleting {
                 None if !self.sandbox_died(uid)? => return Ok(()),

@@ -1,18 +1,22 @@
-//! `runtime.v1.RuntimeService`. Served so far: `Version`, `Status`, `RuntimeConfig` and
-//! `UpdateRuntimeConfig`; every other RPC answers `Unimplemented` with its name, so a
-//! kubelet or crictl gets a clear error rather than a wrong answer. Sandboxes and
-//! containers come next (see the CRI issue's plan in docs/architecture.md).
+//! `runtime.v1.RuntimeService`: the runtime's identity and conditions, pod sandboxes and
+//! containers over the engine (`engine_cri.rs`), ExecSync. What is not served yet answers
+//! `Unimplemented` with its name, so a kubelet or crictl gets a clear error rather than a
+//! wrong answer.
 
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::{CRI_VERSION, RUNTIME_NAME};
-use crate::engine::Engine;
+use super::{status_of, CRI_VERSION, RUNTIME_NAME};
+use crate::engine::{Container, Engine};
+use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxView};
+use crate::record::State;
 
 pub struct Runtime {
     engine: Arc<Engine>,
@@ -43,6 +47,174 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String) -> cri::Runti
             reason.to_string()
         },
         message: if ok { String::new() } else { message },
+    }
+}
+
+fn hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A label selector of a list filter: every pair must be present.
+fn labels_match(selector: &HashMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn find_container(engine: &Engine, id: &str) -> Result<(Container, CriContainer), Status> {
+    engine
+        .cri_container(id)
+        .map_err(|e| status_of(&e))?
+        .ok_or_else(|| Status::not_found(format!("container {id:?} not found")))
+}
+
+fn sandbox_state(v: &SandboxView) -> i32 {
+    if v.ready() {
+        cri::PodSandboxState::SandboxReady as i32
+    } else {
+        cri::PodSandboxState::SandboxNotready as i32
+    }
+}
+
+fn sandbox_metadata(r: &CriSandbox) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: r.name.clone(),
+        uid: r.kube_uid.clone(),
+        namespace: r.namespace.clone(),
+        attempt: r.attempt,
+    }
+}
+
+fn sandbox_status(v: &SandboxView) -> cri::PodSandboxStatus {
+    let r = &v.record;
+    cri::PodSandboxStatus {
+        id: v.id.clone(),
+        metadata: Some(sandbox_metadata(r)),
+        state: sandbox_state(v),
+        created_at: r.created_at,
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: v.ip().unwrap_or_default(),
+            additional_ips: Vec::new(),
+        }),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(cri::NamespaceOption {
+                    network: r.network.to_cri(),
+                    pid: r.pid.to_cri(),
+                    ipc: r.ipc.to_cri(),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: hash_map(&r.labels),
+        annotations: hash_map(&r.annotations),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+/// `PodSandboxStatus`'s verbose `info`: what containerd shows that peapod has.
+fn sandbox_info(engine: &Engine, v: &SandboxView) -> serde_json::Value {
+    serde_json::json!({
+        "pid": v.infra_pid().unwrap_or(0),
+        "podUID": v.uid,
+        "podName": v.pod_name,
+        "infraName": v.infra.as_ref().map(|c| c.config.name.clone()),
+        "netNamespacePath": v.infra.as_ref().and_then(|c| c.config.netns.clone()),
+        "hostname": v.infra.as_ref().map(|c| c.config.hostname.clone()),
+        "logDirectory": v.record.log_directory,
+        "cgroupParent": v.record.cgroup_parent,
+        "portMappings": v.record.port_mappings,
+        "stopped": v.record.stopped,
+        "podDir": engine.pod_dir(&v.uid),
+    })
+}
+
+fn container_state(c: &Container) -> i32 {
+    (match c.state {
+        State::Created => cri::ContainerState::ContainerCreated,
+        State::Running { .. } => cri::ContainerState::ContainerRunning,
+        State::Exited { .. } => cri::ContainerState::ContainerExited,
+    }) as i32
+}
+
+fn container_metadata(r: &CriContainer) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: r.name.clone(),
+        attempt: r.attempt,
+    }
+}
+
+fn image_spec(r: &CriContainer) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: if r.user_specified_image.is_empty() {
+            r.image.clone()
+        } else {
+            r.user_specified_image.clone()
+        },
+        user_specified_image: r.user_specified_image.clone(),
+        ..Default::default()
+    }
+}
+
+fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
+    let st = c.status.clone().unwrap_or_default();
+    let (exit_code, reason) = match c.state {
+        State::Exited { code, .. } => {
+            let reason = if st.error.as_deref() == Some("OOMKilled") {
+                "OOMKilled"
+            } else if code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            };
+            (code, reason.to_string())
+        }
+        _ => (0, String::new()),
+    };
+    let message = match c.state {
+        State::Exited { .. } => st.error.clone().filter(|e| e != "OOMKilled"),
+        _ => None,
+    };
+    cri::ContainerStatus {
+        id: c.config.id.clone(),
+        metadata: Some(container_metadata(r)),
+        state: container_state(c),
+        created_at: nanos(c.config.created),
+        started_at: st.started_at.map(nanos).unwrap_or(0),
+        finished_at: st.finished_at.map(nanos).unwrap_or(0),
+        exit_code,
+        image: Some(image_spec(r)),
+        image_ref: r.image_ref.clone(),
+        reason,
+        message: message.unwrap_or_default(),
+        labels: hash_map(&r.labels),
+        annotations: hash_map(&r.annotations),
+        mounts: r
+            .mounts
+            .iter()
+            .map(
+                |(container_path, host_path, readonly, propagation)| cri::Mount {
+                    container_path: container_path.clone(),
+                    host_path: host_path.clone(),
+                    readonly: *readonly,
+                    propagation: *propagation,
+                    ..Default::default()
+                },
+            )
+            .collect(),
+        log_path: r.log_path.clone(),
+        resources: r
+            .resources
+            .map(|(shares, quota, period, memory)| cri::ContainerResources {
+                linux: Some(cri::LinuxContainerResources {
+                    cpu_shares: shares,
+                    cpu_quota: quota,
+                    cpu_period: period,
+                    memory_limit_in_bytes: memory,
+                    ..Default::default()
+                }),
+                windows: None,
+            }),
+        image_id: c.config.image_id.clone(),
+        ..Default::default()
     }
 }
 
@@ -146,79 +318,282 @@ impl RuntimeService for Runtime {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<cri::RunPodSandboxRequest>,
+        request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        Err(not_yet("RunPodSandbox"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let config = req
+                .config
+                .ok_or_else(|| Status::invalid_argument("config is required"))?;
+            let id = engine
+                .create_sandbox_from(&config, &req.runtime_handler)
+                .map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::RunPodSandboxResponse {
+                pod_sandbox_id: id,
+            }))
+        })
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<cri::StopPodSandboxRequest>,
+        request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        Err(not_yet("StopPodSandbox"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().pod_sandbox_id;
+        super::blocking(move || {
+            engine.stop_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::StopPodSandboxResponse {}))
+        })
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<cri::RemovePodSandboxRequest>,
+        request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        Err(not_yet("RemovePodSandbox"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().pod_sandbox_id;
+        super::blocking(move || {
+            engine.remove_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::RemovePodSandboxResponse {}))
+        })
+        .await
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<cri::PodSandboxStatusRequest>,
+        request: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        Err(not_yet("PodSandboxStatus"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let view = engine
+                .cri_sandbox(&req.pod_sandbox_id)
+                .map_err(|e| status_of(&e))?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "an error occurred when try to find sandbox {:?}: not found",
+                        req.pod_sandbox_id
+                    ))
+                })?;
+            let mut info = HashMap::new();
+            if req.verbose {
+                info.insert("info".to_string(), sandbox_info(&engine, &view).to_string());
+            }
+            let containers = if req.verbose {
+                engine
+                    .cri_containers()
+                    .map_err(|e| status_of(&e))?
+                    .into_iter()
+                    .filter(|(_, r)| r.sandbox_id == view.id)
+                    .map(|(c, r)| container_status(&c, &r))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Response::new(cri::PodSandboxStatusResponse {
+                status: Some(sandbox_status(&view)),
+                info,
+                containers_statuses: containers,
+                timestamp: nanos(chrono::Utc::now()),
+            }))
+        })
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<cri::ListPodSandboxRequest>,
+        request: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        Err(not_yet("ListPodSandbox"))
+        let engine = self.engine.clone();
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let items = engine
+                .cri_sandboxes()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|v| filter.id.is_empty() || v.id.starts_with(&filter.id))
+                .filter(|v| {
+                    filter
+                        .state
+                        .as_ref()
+                        .is_none_or(|s| s.state == sandbox_state(v))
+                })
+                .filter(|v| labels_match(&filter.label_selector, &v.record.labels))
+                .map(|v| cri::PodSandbox {
+                    id: v.id.clone(),
+                    metadata: Some(sandbox_metadata(&v.record)),
+                    state: sandbox_state(&v),
+                    created_at: v.record.created_at,
+                    labels: hash_map(&v.record.labels),
+                    annotations: hash_map(&v.record.annotations),
+                    runtime_handler: v.record.runtime_handler.clone(),
+                })
+                .collect();
+            Ok(Response::new(cri::ListPodSandboxResponse { items }))
+        })
+        .await
     }
 
     async fn create_container(
         &self,
-        _request: Request<cri::CreateContainerRequest>,
+        request: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        Err(not_yet("CreateContainer"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let config = req
+                .config
+                .ok_or_else(|| Status::invalid_argument("config is required"))?;
+            let id = engine
+                .create_in_sandbox(&req.pod_sandbox_id, &config)
+                .map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::CreateContainerResponse {
+                container_id: id,
+            }))
+        })
+        .await
     }
 
     async fn start_container(
         &self,
-        _request: Request<cri::StartContainerRequest>,
+        request: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        Err(not_yet("StartContainer"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &id)?;
+            if !matches!(c.state, State::Created) {
+                return Err(Status::failed_precondition(format!(
+                    "container {} is in {} state, not created",
+                    c.config.id,
+                    c.state.docker_status()
+                )));
+            }
+            engine.start(&c, false).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::StartContainerResponse {}))
+        })
+        .await
     }
 
     async fn stop_container(
         &self,
-        _request: Request<cri::StopContainerRequest>,
+        request: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        Err(not_yet("StopContainer"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            // Stopping what is gone is done already (the kubelet retries stops).
+            let Some((c, _)) = engine
+                .cri_container(&req.container_id)
+                .map_err(|e| status_of(&e))?
+            else {
+                return Ok(Response::new(cri::StopContainerResponse {}));
+            };
+            let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
+            engine.stop(&c, timeout).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::StopContainerResponse {}))
+        })
+        .await
     }
 
     async fn remove_container(
         &self,
-        _request: Request<cri::RemoveContainerRequest>,
+        request: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        Err(not_yet("RemoveContainer"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let Some((c, _)) = engine.cri_container(&id).map_err(|e| status_of(&e))? else {
+                return Ok(Response::new(cri::RemoveContainerResponse {}));
+            };
+            engine.remove(&c, true, true).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::RemoveContainerResponse {}))
+        })
+        .await
     }
 
     async fn list_containers(
         &self,
-        _request: Request<cri::ListContainersRequest>,
+        request: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        Err(not_yet("ListContainers"))
+        let engine = self.engine.clone();
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let containers = engine
+                .cri_containers()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|(c, _)| filter.id.is_empty() || c.config.id.starts_with(&filter.id))
+                .filter(|(_, r)| {
+                    filter.pod_sandbox_id.is_empty()
+                        || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
+                })
+                .filter(|(c, _)| {
+                    filter
+                        .state
+                        .as_ref()
+                        .is_none_or(|s| s.state == container_state(c))
+                })
+                .filter(|(_, r)| labels_match(&filter.label_selector, &r.labels))
+                .map(|(c, r)| cri::Container {
+                    id: c.config.id.clone(),
+                    pod_sandbox_id: r.sandbox_id.clone(),
+                    metadata: Some(container_metadata(&r)),
+                    image: Some(image_spec(&r)),
+                    image_ref: r.image_ref.clone(),
+                    state: container_state(&c),
+                    created_at: nanos(c.config.created),
+                    labels: hash_map(&r.labels),
+                    annotations: hash_map(&r.annotations),
+                    image_id: c.config.image_id.clone(),
+                })
+                .collect();
+            Ok(Response::new(cri::ListContainersResponse { containers }))
+        })
+        .await
     }
 
     async fn container_status(
         &self,
-        _request: Request<cri::ContainerStatusRequest>,
+        request: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        Err(not_yet("ContainerStatus"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let (c, r) = find_container(&engine, &req.container_id)?;
+            let mut info = HashMap::new();
+            if req.verbose {
+                let pid = match c.state {
+                    State::Running { pid, .. } => pid,
+                    _ => 0,
+                };
+                let v = serde_json::json!({
+                    "sandboxID": r.sandbox_id,
+                    "pid": pid,
+                    "name": c.config.name,
+                    "runtimeType": c.config.runtime.display().to_string(),
+                    "cgroupsPath": c.config.cgroups_path,
+                    "config": {
+                        "args": c.config.args,
+                        "env": c.config.env,
+                        "cwd": c.config.cwd,
+                        "user": c.config.user,
+                    },
+                    "runtimeSpec": peapod_store::read_json::<serde_json::Value>(
+                        &engine.container_dir(&c.config.id).join("bundle/config.json"),
+                    ).ok().flatten(),
+                });
+                info.insert("info".to_string(), v.to_string());
+            }
+            Ok(Response::new(cri::ContainerStatusResponse {
+                status: Some(container_status(&c, &r)),
+                info,
+            }))
+        })
+        .await
     }
 
     async fn update_container_resources(
@@ -230,16 +605,49 @@ impl RuntimeService for Runtime {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(not_yet("ReopenContainerLog"))
+        let engine = self.engine.clone();
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &id)?;
+            if !matches!(c.state, State::Running { .. }) {
+                return Err(Status::failed_precondition(format!(
+                    "container {} is not running",
+                    c.config.id
+                )));
+            }
+            engine.reopen_log(&c).map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::ReopenContainerLogResponse {}))
+        })
+        .await
     }
 
     async fn exec_sync(
         &self,
-        _request: Request<cri::ExecSyncRequest>,
+        request: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(not_yet("ExecSync"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            let timeout = u64::try_from(req.timeout)
+                .ok()
+                .filter(|t| *t > 0)
+                .map(Duration::from_secs);
+            match engine.exec_sync(&c, &req.cmd, timeout) {
+                Ok(out) => Ok(Response::new(cri::ExecSyncResponse {
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    exit_code: out.exit_code,
+                })),
+                Err(e) if e.downcast_ref::<ExecTimeout>().is_some() => {
+                    Err(Status::deadline_exceeded(format!("{e:#}")))
+                }
+                Err(e) => Err(status_of(&e)),
+            }
+        })
+        .await
     }
 
     async fn exec(
