@@ -471,6 +471,9 @@ fn tokens_errors_patches_and_watches() {
     s.ok(&["wait", "--for=condition=Ready", "pod/ssa", "--timeout=30s"]);
     s.ok(&["delete", "pod", "ssa", "web", "--grace-period=1"]);
 
+    // The server's watch notices a removal on its next poll (every 200 ms): give it a
+    // moment to send the DELETED before the watch is stopped.
+    std::thread::sleep(Duration::from_millis(1500));
     let _ = watch.kill();
     let o = watch.wait_with_output().unwrap();
     let events = String::from_utf8_lossy(&o.stdout);
