@@ -137,6 +137,9 @@ pub struct CriContainer {
     pub log_path: String,
     /// The cgroup resources asked for.
     pub resources: Option<(i64, i64, i64, i64)>,
+    /// `stdin_once`: the first attached client's end of stdin closes the container's.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// One CRI sandbox as stored, with what is observed now.
@@ -1168,6 +1171,7 @@ impl Engine {
                     r.memory_limit_in_bytes,
                 )
             }),
+            stdin_once: config.stdin_once,
         };
         let dir = self.container_dir(&id);
         let finish = || -> Result<()> {

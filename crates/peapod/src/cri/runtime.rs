@@ -13,21 +13,27 @@ use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::streaming::{Pending, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
 use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxView};
 use crate::record::State;
+use crate::server::attach::Session as AttachSession;
+use crate::server::exec::{Session as ExecSession, Wanted};
 
 pub struct Runtime {
     engine: Arc<Engine>,
+    /// The streaming server Exec, Attach and PortForward URLs point at.
+    streaming: Arc<Streaming>,
     /// The pod CIDR the kubelet last gave (`UpdateRuntimeConfig`).
     pod_cidr: std::sync::Mutex<Option<String>>,
 }
 
 impl Runtime {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, streaming: Arc<Streaming>) -> Self {
         Self {
             engine,
+            streaming,
             pod_cidr: std::sync::Mutex::new(None),
         }
     }
@@ -35,6 +41,31 @@ impl Runtime {
 
 fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("peapod does not implement CRI {rpc} yet"))
+}
+
+/// containerd's checks of the streams an Exec or Attach asks for.
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument("tty and stderr cannot both be true"));
+    }
+    if !stdin && !stdout && !stderr {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout, or stderr must be set",
+        ));
+    }
+    Ok(())
+}
+
+/// Exec and Attach need a running container.
+fn running(c: &Container) -> Result<(), Status> {
+    if matches!(c.state, State::Running { .. }) {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            c.config.id
+        )))
+    }
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String) -> cri::RuntimeCondition {
@@ -652,23 +683,94 @@ impl RuntimeService for Runtime {
 
     async fn exec(
         &self,
-        _request: Request<cri::ExecRequest>,
+        request: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(not_yet("Exec"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+            if req.cmd.is_empty() {
+                return Err(Status::invalid_argument("cmd must not be empty"));
+            }
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            running(&c)?;
+            let cmd = engine
+                .exec_command_for(&c, &req.cmd, req.tty)
+                .map_err(|e| status_of(&e))?;
+            let w = Wanted {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                tty: req.tty,
+            };
+            Ok(Pending::Exec(
+                ExecSession::new(cmd, req.stdin, req.stdout, req.stderr, req.tty),
+                w,
+            ))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn attach(
         &self,
-        _request: Request<cri::AttachRequest>,
+        request: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(not_yet("Attach"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            running(&c)?;
+            Ok(Pending::Attach(AttachSession {
+                socket: crate::attach::socket_path(&engine.paths.run, &c.config.id),
+                stdin: req.stdin && c.config.open_stdin,
+                stderr: req.stderr,
+                tty: req.tty && c.config.tty,
+            }))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _request: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(not_yet("PortForward"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            if let Some(bad) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+                return Err(Status::invalid_argument(format!(
+                    "port {bad} is out of range: expected 1-65535"
+                )));
+            }
+            let v = engine
+                .cri_sandbox(&req.pod_sandbox_id)
+                .map_err(|e| status_of(&e))?
+                .ok_or_else(|| {
+                    Status::not_found(format!("sandbox {:?} not found", req.pod_sandbox_id))
+                })?;
+            let pid = v.infra_pid().filter(|_| v.ready()).ok_or_else(|| {
+                Status::failed_precondition(format!("sandbox {} is not running", v.id))
+            })?;
+            let netns = if v.record.network == crate::engine_cri::NsMode::Node {
+                None
+            } else {
+                Some(
+                    v.infra
+                        .as_ref()
+                        .and_then(|i| i.config.netns.clone())
+                        .unwrap_or_else(|| format!("/proc/{pid}/ns/net").into()),
+                )
+            };
+            Ok(Pending::PortForward(netns))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(
