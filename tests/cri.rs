@@ -873,3 +873,352 @@ fn security_contexts_shared_pid_and_attempts() {
     assert!(p.bridge_ports().is_empty());
     assert_eq!(p.ok(&["ps", "-aq"]), "");
 }
+
+/// The server's SPDY/3.1 framing, to speak to the streaming server as client-go does.
+#[path = "../crates/peapod/src/server/spdy.rs"]
+#[allow(dead_code)]
+mod spdy;
+
+/// A minimal SPDY/3.1 client of a streaming URL: upgrades, opens streams with headers,
+/// writes to them and collects what comes back until the server ends the session.
+struct SpdyClient {
+    rd: tokio::io::ReadHalf<tokio::net::TcpStream>,
+    wr: tokio::io::WriteHalf<tokio::net::TcpStream>,
+    codec: spdy::HeaderCodec,
+    next: u32,
+}
+
+impl SpdyClient {
+    /// POSTs an upgrade to `url` offering `protocol`; panics unless the answer is 101.
+    async fn connect(url: &str, protocol: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+        assert!(
+            host.starts_with("127.0.0.1:"),
+            "the streaming server listens on loopback: {url}"
+        );
+        let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "upgrade answer cut short");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains(protocol), "{head}");
+        let (rd, wr) = tokio::io::split(tcp);
+        SpdyClient {
+            rd,
+            wr,
+            codec: spdy::HeaderCodec::new(),
+            next: 1,
+        }
+    }
+
+    /// Opens a stream (client streams are odd) with these headers; returns its id.
+    async fn open(&mut self, headers: &[(&str, &str)]) -> u32 {
+        use tokio::io::AsyncWriteExt;
+        let id = self.next;
+        self.next += 2;
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        p.extend(self.codec.encode(headers));
+        self.wr
+            .write_all(&spdy::control(spdy::SYN_STREAM, 0, &p))
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn send(&mut self, stream: u32, data: &[u8], fin: bool) {
+        use tokio::io::AsyncWriteExt;
+        let flags = if fin { spdy::FLAG_FIN } else { 0 };
+        self.wr
+            .write_all(&spdy::data_frame(stream, flags, data))
+            .await
+            .unwrap();
+    }
+
+    /// Reads until every stream in `until` is finished (or the session ends); returns the
+    /// data of each stream.
+    async fn collect(&mut self, until: &[u32]) -> std::collections::HashMap<u32, Vec<u8>> {
+        let mut got: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+        let mut done: Vec<u32> = Vec::new();
+        let read = async {
+            while !until.iter().all(|s| done.contains(s)) {
+                match spdy::read_frame(&mut self.rd).await {
+                    Ok(spdy::Frame::Data {
+                        stream,
+                        flags,
+                        data,
+                    }) => {
+                        got.entry(stream).or_default().extend(data);
+                        if flags & spdy::FLAG_FIN != 0 {
+                            done.push(stream);
+                        }
+                    }
+                    Ok(spdy::Frame::Control { kind, data, .. }) => {
+                        if kind == spdy::GOAWAY {
+                            return;
+                        }
+                        if kind == spdy::RST_STREAM && data.len() >= 4 {
+                            done.push(u32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the streaming session did not end within 30 s");
+        got
+    }
+}
+
+/// The exit code in a remotecommand Status from the error stream (0 for Success).
+fn status_exit_code(error_stream: &[u8]) -> i64 {
+    let v: serde_json::Value = serde_json::from_slice(error_stream)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(error_stream)));
+    if v["status"] == "Success" {
+        return 0;
+    }
+    assert_eq!(v["reason"], "NonZeroExitCode", "{v}");
+    v["details"]["causes"][0]["message"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no exit code in {v}"))
+}
+
+/// Exec (pipes and a tty), Attach with stdin and stdin_once, and PortForward to a busybox
+/// `nc` listener, each through the URL the RPC returns, as a SPDY client.
+#[test]
+fn exec_attach_and_port_forward_through_the_streaming_server() {
+    const V4: &str = "v4.channel.k8s.io";
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_stream_55");
+    let config = sandbox_config("stream", "uid-55", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let main = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "main",
+                "while true; do echo pong | nc -l -p 8080 >> /tmp/last; done",
+                None,
+            ),
+        )
+        .await;
+
+        // Exec with stdin, stdout and stderr: output, stdin's end and the exit code.
+        let bad = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec!["true".into()],
+                tty: true,
+                stderr: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "cat; echo to-stderr >&2; exit 3".into(),
+                ],
+                tty: false,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/exec/"), "{url}");
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let stderr = c.open(&[("streamtype", "stderr")]).await;
+        c.send(stdin, b"hello from stdin\n", true).await;
+        let got = c.collect(&[err, stdout, stderr]).await;
+        assert_eq!(String::from_utf8_lossy(&got[&stdout]), "hello from stdin\n");
+        assert_eq!(String::from_utf8_lossy(&got[&stderr]), "to-stderr\n");
+        assert_eq!(status_exit_code(&got[&err]), 3);
+        // A URL is single-use.
+        let status = upgrade_status(&url, V4).await;
+        assert_eq!(status, 404, "a used token must not serve again");
+
+        // Exec with a tty: the command sees a terminal; success is a Success Status.
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "test -t 0 && test -t 1 && echo on-a-tty".into(),
+                ],
+                tty: true,
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let resize = c.open(&[("streamtype", "resize")]).await;
+        c.send(resize, br#"{"Width":100,"Height":30}"#, false).await;
+        let got = c.collect(&[err, stdout]).await;
+        let _ = stdin;
+        assert!(
+            String::from_utf8_lossy(&got[&stdout]).contains("on-a-tty\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got[&stdout])
+        );
+        assert_eq!(status_exit_code(&got[&err]), 0);
+
+        // Attach to a container that reads one line and exits with a code of its own.
+        let mut reader = container_config(
+            "reader",
+            "read line; echo got:$line; echo bye >&2; exit 7",
+            None,
+        );
+        reader.stdin = true;
+        reader.stdin_once = true;
+        let reader = create_and_start(&mut rs, &config, &sid, reader).await;
+        let url = rs
+            .attach(cri::AttachRequest {
+                container_id: reader.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/attach/"), "{url}");
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let stderr = c.open(&[("streamtype", "stderr")]).await;
+        c.send(stdin, b"attached\n", true).await;
+        let got = c.collect(&[err]).await;
+        assert_eq!(
+            String::from_utf8_lossy(got.get(&stdout).map_or(&[][..], |v| v)),
+            "got:attached\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(got.get(&stderr).map_or(&[][..], |v| v)),
+            "bye\n"
+        );
+        assert_eq!(status_exit_code(&got[&err]), 7);
+        let st = container_status(&mut rs, &reader).await;
+        assert_eq!(st.exit_code, 7, "{st:?}");
+
+        // Port-forward to the nc listener in the sandbox: a line there, the answer back.
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/portforward/"), "{url}");
+        let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
+        let err = c
+            .open(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")])
+            .await;
+        let data = c
+            .open(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")])
+            .await;
+        c.send(data, b"ping through the forward\n", true).await;
+        let got = c.collect(&[data, err]).await;
+        assert_eq!(String::from_utf8_lossy(&got[&data]), "pong\n");
+        assert!(got.get(&err).is_none_or(|e| e.is_empty()), "{got:?}");
+        let last = exec(&mut rs, &main, &["cat", "/tmp/last"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&last.stdout),
+            "ping through the forward\n"
+        );
+        // A port nothing listens on: the error stream says so.
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.clone(),
+                port: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
+        let err = c
+            .open(&[("streamtype", "error"), ("port", "8081"), ("requestid", "1")])
+            .await;
+        let data = c
+            .open(&[("streamtype", "data"), ("port", "8081"), ("requestid", "1")])
+            .await;
+        let got = c.collect(&[err, data]).await;
+        let msg = String::from_utf8_lossy(&got[&err]).to_string();
+        assert!(msg.contains("localhost:8081"), "{msg}");
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// The HTTP status of a SPDY upgrade request to `url` (to see a spent token refused).
+async fn upgrade_status(url: &str, protocol: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}

@@ -68,6 +68,7 @@ pub async fn serve_with(
     streaming: std::net::SocketAddr,
 ) -> Result<()> {
     let streaming = streaming::Streaming::start(streaming).await?;
+    eprintln!("peapod CRI streaming on http://{}", streaming.addr());
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
