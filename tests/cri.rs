@@ -1222,3 +1222,158 @@ async fn upgrade_status(url: &str, protocol: &str) -> u16 {
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
+
+/// Stats of a busy container and its sandbox: CPU time, the working set, the writable
+/// layer (a file the container wrote), eth0 of the pod, and the list filters.
+#[test]
+fn stats_of_a_busy_container_and_its_sandbox() {
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_stats_66");
+    let config = sandbox_config("stats", "uid-66", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let busy = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "busy",
+                "dd if=/dev/zero of=/written bs=1024 count=512 2>/dev/null; while true; do :; done",
+                None,
+            ),
+        )
+        .await;
+        let idle = create_and_start(&mut rs, &config, &sid, container_config("idle", "sleep 1003", None)).await;
+        // The written file is there before its size is asked for.
+        let start = Instant::now();
+        while exec(&mut rs, &busy, &["stat", "-c", "%s", "/written"]).await.stdout != b"524288\n" {
+            assert!(start.elapsed() < Duration::from_secs(20), "/written never reached 512 KiB");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = |id: &str| cri::ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        let first = rs.container_stats(stats(&busy)).await.unwrap().into_inner().stats.unwrap();
+        assert_eq!(first.attributes.as_ref().unwrap().id, busy);
+        assert_eq!(first.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
+        let cpu = first.cpu.unwrap();
+        assert!(cpu.timestamp > 0);
+        assert!(cpu.usage_core_nano_seconds.unwrap().value > 0, "{cpu:?}");
+        let mem = first.memory.unwrap();
+        assert!(mem.working_set_bytes.unwrap().value > 0, "{mem:?}");
+        assert!(mem.usage_bytes.unwrap().value >= mem.working_set_bytes.unwrap().value);
+        let layer = first.writable_layer.unwrap();
+        assert!(layer.used_bytes.unwrap().value >= 512 * 1024, "{layer:?}");
+        assert!(layer.inodes_used.unwrap().value >= 1, "{layer:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = rs.container_stats(stats(&busy)).await.unwrap().into_inner().stats.unwrap();
+        let cpu2 = second.cpu.unwrap();
+        assert!(cpu2.usage_core_nano_seconds.unwrap().value > cpu.usage_core_nano_seconds.unwrap().value);
+        assert!(cpu2.usage_nano_cores.unwrap().value > 0, "{cpu2:?}");
+
+        // Filters: by sandbox, by id, by label.
+        let list = |f: cri::ContainerStatsFilter| cri::ListContainerStatsRequest { filter: Some(f) };
+        let ids = |s: Vec<cri::ContainerStats>| {
+            let mut v: Vec<String> = s.into_iter().map(|s| s.attributes.unwrap().id).collect();
+            v.sort();
+            v
+        };
+        let mut both = vec![busy.clone(), idle.clone()];
+        both.sort();
+        let by_sandbox = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                pod_sandbox_id: sid.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_sandbox), both);
+        let by_label = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                label_selector: [("role".to_string(), "idle".to_string())].into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_label), vec![idle.clone()]);
+        let by_id = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                id: busy[..12].to_string(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_id), vec![busy.clone()]);
+
+        // The sandbox: its cgroup's CPU and memory, eth0, its containers.
+        let ps = rs
+            .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: sid.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(ps.attributes.as_ref().unwrap().id, sid);
+        let linux = ps.linux.unwrap();
+        assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+        let net = linux.network.expect("eth0 counters of the pod");
+        assert_eq!(net.default_interface.unwrap().name, "eth0");
+        let mut in_pod: Vec<String> = linux.containers.into_iter().map(|c| c.attributes.unwrap().id).collect();
+        in_pod.sort();
+        assert_eq!(in_pod, both);
+        let listed = rs
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "stats".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let none = rs
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "other".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert!(none.is_empty());
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+    });
+}

@@ -13,6 +13,7 @@ use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::stats::{self, CpuRates};
 use super::streaming::{Pending, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
@@ -25,6 +26,8 @@ pub struct Runtime {
     engine: Arc<Engine>,
     /// The streaming server Exec, Attach and PortForward URLs point at.
     streaming: Arc<Streaming>,
+    /// Previous CPU samples, for the rates in stats.
+    rates: Arc<CpuRates>,
     /// The pod CIDR the kubelet last gave (`UpdateRuntimeConfig`).
     pod_cidr: std::sync::Mutex<Option<String>>,
 }
@@ -34,6 +37,7 @@ impl Runtime {
         Self {
             engine,
             streaming,
+            rates: Arc::new(CpuRates::default()),
             pod_cidr: std::sync::Mutex::new(None),
         }
     }
@@ -65,6 +69,81 @@ fn running(c: &Container) -> Result<(), Status> {
             "container {} is not running",
             c.config.id
         )))
+    }
+}
+
+/// A container's stats now: its cgroup's CPU and memory, its writable layer.
+fn container_stats_of(
+    engine: &Engine,
+    rates: &CpuRates,
+    c: &Container,
+    r: &CriContainer,
+    now: i64,
+) -> cri::ContainerStats {
+    let running = matches!(c.state, State::Running { .. });
+    let (cpu, mem, _) = if running {
+        stats::read_cgroup(&c.config.cgroups_path)
+    } else {
+        (None, None, None)
+    };
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.config.id.clone(),
+            metadata: Some(container_metadata(r)),
+            labels: hash_map(&r.labels),
+            annotations: hash_map(&r.annotations),
+        }),
+        cpu: Some(rates.usage(&c.config.id, now, cpu)),
+        memory: stats::memory_usage(now, mem),
+        writable_layer: Some(stats::writable_layer(
+            now,
+            &engine.container_dir(&c.config.id).join("upper"),
+        )),
+        swap: None,
+    }
+}
+
+/// A sandbox's stats now: its pod cgroup, its network namespace's eth0, its running
+/// containers.
+fn sandbox_stats_of(
+    engine: &Engine,
+    rates: &CpuRates,
+    v: &SandboxView,
+    containers: &[(Container, CriContainer)],
+    now: i64,
+) -> cri::PodSandboxStats {
+    let cgroup = if v.record.cgroup_parent.is_empty() {
+        engine.pod_cgroup(&v.uid)
+    } else {
+        format!("/{}", v.record.cgroup_parent.trim_matches('/'))
+    };
+    let (cpu, mem, pids) = stats::read_cgroup(&cgroup);
+    let network = match (v.infra_pid(), v.record.network) {
+        (Some(pid), crate::engine_cri::NsMode::Pod) => stats::network_usage(now, pid),
+        _ => None,
+    };
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: v.id.clone(),
+            metadata: Some(sandbox_metadata(&v.record)),
+            labels: hash_map(&v.record.labels),
+            annotations: hash_map(&v.record.annotations),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(rates.usage(&v.id, now, cpu)),
+            memory: stats::memory_usage(now, mem),
+            network,
+            process: Some(cri::ProcessUsage {
+                timestamp: now,
+                process_count: pids.map(|value| cri::UInt64Value { value }),
+            }),
+            containers: containers
+                .iter()
+                .filter(|(c, r)| r.sandbox_id == v.id && matches!(c.state, State::Running { .. }))
+                .map(|(c, r)| container_stats_of(engine, rates, c, r, now))
+                .collect(),
+        }),
+        windows: None,
     }
 }
 
@@ -775,30 +854,83 @@ impl RuntimeService for Runtime {
 
     async fn container_stats(
         &self,
-        _request: Request<cri::ContainerStatsRequest>,
+        request: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(not_yet("ContainerStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let (c, r) = find_container(&engine, &id)?;
+            let stats = container_stats_of(&engine, &rates, &c, &r, nanos(chrono::Utc::now()));
+            Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+        })
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(not_yet("ListContainerStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let now = nanos(chrono::Utc::now());
+            let stats = engine
+                .cri_containers()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|(c, _)| matches!(c.state, State::Running { .. }))
+                .filter(|(c, _)| filter.id.is_empty() || c.config.id.starts_with(&filter.id))
+                .filter(|(_, r)| {
+                    filter.pod_sandbox_id.is_empty()
+                        || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
+                })
+                .filter(|(_, r)| labels_match(&filter.label_selector, &r.labels))
+                .map(|(c, r)| container_stats_of(&engine, &rates, &c, &r, now))
+                .collect();
+            Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<cri::PodSandboxStatsRequest>,
+        request: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(not_yet("PodSandboxStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let id = request.into_inner().pod_sandbox_id;
+        super::blocking(move || {
+            let v = engine
+                .cri_sandbox(&id)
+                .map_err(|e| status_of(&e))?
+                .ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
+            let containers = engine.cri_containers().map_err(|e| status_of(&e))?;
+            let stats = sandbox_stats_of(&engine, &rates, &v, &containers, nanos(chrono::Utc::now()));
+            Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+        })
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Err(not_yet("ListPodSandboxStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let now = nanos(chrono::Utc::now());
+            let containers = engine.cri_containers().map_err(|e| status_of(&e))?;
+            let stats = engine
+                .cri_sandboxes()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|v| v.ready())
+                .filter(|v| filter.id.is_empty() || v.id.starts_with(&filter.id))
+                .filter(|v| labels_match(&filter.label_selector, &v.record.labels))
+                .map(|v| sandbox_stats_of(&engine, &rates, &v, &containers, now))
+                .collect();
+            Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn checkpoint_container(
