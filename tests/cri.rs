@@ -1365,6 +1365,40 @@ fn stats_of_a_busy_container_and_its_sandbox() {
             .stats;
         assert!(none.is_empty());
 
+        // UpdateContainerResources: the running container's cgroup gets the new limits.
+        rs.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: idle.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let (mem_file, cpu_file) = if v2 {
+            ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.max")
+        } else {
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            )
+        };
+        let mem = exec(&mut rs, &idle, &["cat", mem_file]).await;
+        assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (64u64 << 20).to_string());
+        let cpu = exec(&mut rs, &idle, &["cat", cpu_file]).await;
+        let cpu = String::from_utf8_lossy(&cpu.stdout).to_string();
+        assert!(cpu.starts_with("50000"), "{cpu}");
+        let st = container_status(&mut rs, &idle).await;
+        let linux = st.resources.unwrap().linux.unwrap();
+        assert_eq!((linux.memory_limit_in_bytes, linux.cpu_quota), (64 << 20, 50_000));
+        let limited = rs.container_stats(stats(&idle)).await.unwrap().into_inner().stats.unwrap();
+        let available = limited.memory.unwrap().available_bytes.expect("a limit gives available bytes");
+        assert!(available.value > 0 && available.value < 64 << 20, "{available:?}");
+
         rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sid.clone(),
         })

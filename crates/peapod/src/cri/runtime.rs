@@ -708,9 +708,19 @@ impl RuntimeService for Runtime {
 
     async fn update_container_resources(
         &self,
-        _request: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(not_yet("UpdateContainerResources"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            let linux = req.linux.unwrap_or_default();
+            engine
+                .update_cri_resources(&c, &linux)
+                .map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+        })
+        .await
     }
 
     async fn reopen_container_log(
