@@ -1411,3 +1411,73 @@ fn stats_of_a_busy_container_and_its_sandbox() {
         .unwrap();
     });
 }
+
+/// GetContainerEvents: the sandbox's and containers' lifecycle from the service's own
+/// calls, an exit seen by the service on its own, each with the sandbox's status.
+#[test]
+fn container_events_stream_lifecycle_and_exits() {
+    use futures::StreamExt;
+    use cri::ContainerEventType as E;
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_events_88");
+    let config = sandbox_config("events", "uid-88", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let mut watcher = RuntimeServiceClient::new(channel(&server.socket).await);
+        let mut stream = watcher
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let short = create_and_start(&mut rs, &config, &sid, container_config("short", "exit 2", None)).await;
+        let long = create_and_start(&mut rs, &config, &sid, container_config("long", "sleep 1004", None)).await;
+        let mut seen: Vec<(String, i32)> = Vec::new();
+        let mut short_status = None;
+        let wait = async {
+            while !seen.contains(&(short.clone(), E::ContainerStoppedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                assert_eq!(ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()), Some(sid.as_str()), "{ev:?}");
+                if ev.container_id == short && ev.container_event_type == E::ContainerStoppedEvent as i32 {
+                    short_status = ev.containers_statuses.iter().find(|c| c.id == short).cloned();
+                }
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no STOPPED event for the exited container");
+        assert_eq!(short_status.expect("the exited container's status").exit_code, 2);
+        rs.stop_container(cri::StopContainerRequest { container_id: long.clone(), timeout: 1 }).await.unwrap();
+        rs.remove_container(cri::RemoveContainerRequest { container_id: long.clone() }).await.unwrap();
+        let wait = async {
+            while !seen.contains(&(long.clone(), E::ContainerDeletedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no DELETED event");
+        let of = |id: &str| -> Vec<i32> { seen.iter().filter(|(i, _)| i == id).map(|(_, t)| *t).collect() };
+        assert_eq!(of(&sid), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32]);
+        assert_eq!(of(&short), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32, E::ContainerStoppedEvent as i32]);
+        assert_eq!(of(&long), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32, E::ContainerStoppedEvent as i32, E::ContainerDeletedEvent as i32]);
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sid.clone() }).await.unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid.clone() }).await.unwrap();
+        let wait = async {
+            while !seen.contains(&(sid.clone(), E::ContainerDeletedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no DELETED event for the sandbox");
+        assert!(seen.contains(&(sid.clone(), E::ContainerStoppedEvent as i32)));
+    });
+}

@@ -4,6 +4,7 @@
 //! engine as the CLI. Owns only the translation between CRI messages and the engine; every
 //! blocking engine call runs on the blocking pool.
 
+mod events;
 mod images;
 mod runtime;
 pub mod stats;

@@ -13,7 +13,9 @@ use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::events::Events;
 use super::stats::{self, CpuRates};
+use peapod_cri::v1::ContainerEventType as Event;
 use super::streaming::{Pending, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
@@ -26,6 +28,8 @@ pub struct Runtime {
     engine: Arc<Engine>,
     /// The streaming server Exec, Attach and PortForward URLs point at.
     streaming: Arc<Streaming>,
+    /// GetContainerEvents' source.
+    events: Arc<Events>,
     /// Previous CPU samples, for the rates in stats.
     rates: Arc<CpuRates>,
     /// The pod CIDR the kubelet last gave (`UpdateRuntimeConfig`).
@@ -35,6 +39,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(engine: Arc<Engine>, streaming: Arc<Streaming>) -> Self {
         Self {
+            events: Events::start(engine.clone()),
             engine,
             streaming,
             rates: Arc::new(CpuRates::default()),
@@ -193,7 +198,7 @@ fn sandbox_metadata(r: &CriSandbox) -> cri::PodSandboxMetadata {
     }
 }
 
-fn sandbox_status(v: &SandboxView) -> cri::PodSandboxStatus {
+pub(super) fn sandbox_status(v: &SandboxView) -> cri::PodSandboxStatus {
     let r = &v.record;
     cri::PodSandboxStatus {
         id: v.id.clone(),
@@ -264,7 +269,7 @@ fn image_spec(r: &CriContainer) -> cri::ImageSpec {
     }
 }
 
-fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
+pub(super) fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
     let st = c.status.clone().unwrap_or_default();
     let (exit_code, reason) = match c.state {
         State::Exited { code, .. } => {
@@ -430,7 +435,7 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             let config = req
@@ -439,6 +444,8 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_sandbox_from(&config, &req.runtime_handler)
                 .map_err(|e| status_of(&e))?;
+            events.emit(&engine, &id, &id, Event::ContainerCreatedEvent);
+            events.emit(&engine, &id, &id, Event::ContainerStartedEvent);
             Ok(Response::new(cri::RunPodSandboxResponse {
                 pod_sandbox_id: id,
             }))
@@ -450,10 +457,13 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().pod_sandbox_id;
         super::blocking(move || {
             engine.stop_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            if let Ok(Some(v)) = engine.cri_sandbox(&id) {
+                events.emit(&engine, &v.id, &v.id, Event::ContainerStoppedEvent);
+            }
             Ok(Response::new(cri::StopPodSandboxResponse {}))
         })
         .await
@@ -463,10 +473,14 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().pod_sandbox_id;
         super::blocking(move || {
+            let full = engine.cri_sandbox(&id).ok().flatten().map(|v| v.id);
             engine.remove_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            if let Some(sid) = full {
+                events.emit(&engine, &sid, &sid, Event::ContainerDeletedEvent);
+            }
             Ok(Response::new(cri::RemovePodSandboxResponse {}))
         })
         .await
@@ -551,7 +565,7 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             let config = req
@@ -560,6 +574,9 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_in_sandbox(&req.pod_sandbox_id, &config)
                 .map_err(|e| status_of(&e))?;
+            if let Ok(Some((_, r))) = engine.cri_container(&id) {
+                events.emit(&engine, &id, &r.sandbox_id, Event::ContainerCreatedEvent);
+            }
             Ok(Response::new(cri::CreateContainerResponse {
                 container_id: id,
             }))
@@ -571,10 +588,10 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().container_id;
         super::blocking(move || {
-            let (c, _) = find_container(&engine, &id)?;
+            let (c, r) = find_container(&engine, &id)?;
             if !matches!(c.state, State::Created) {
                 return Err(Status::failed_precondition(format!(
                     "container {} is in {} state, not created",
@@ -583,6 +600,7 @@ impl RuntimeService for Runtime {
                 )));
             }
             engine.start(&c, false).map_err(|e| status_of(&e))?;
+            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerStartedEvent);
             Ok(Response::new(cri::StartContainerResponse {}))
         })
         .await
@@ -592,11 +610,11 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             // Stopping what is gone is done already (the kubelet retries stops).
-            let Some((c, _)) = engine
+            let Some((c, r)) = engine
                 .cri_container(&req.container_id)
                 .map_err(|e| status_of(&e))?
             else {
@@ -604,6 +622,7 @@ impl RuntimeService for Runtime {
             };
             let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
             engine.stop(&c, timeout).map_err(|e| status_of(&e))?;
+            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerStoppedEvent);
             Ok(Response::new(cri::StopContainerResponse {}))
         })
         .await
@@ -613,13 +632,14 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().container_id;
         super::blocking(move || {
-            let Some((c, _)) = engine.cri_container(&id).map_err(|e| status_of(&e))? else {
+            let Some((c, r)) = engine.cri_container(&id).map_err(|e| status_of(&e))? else {
                 return Ok(Response::new(cri::RemoveContainerResponse {}));
             };
             engine.remove(&c, true, true).map_err(|e| status_of(&e))?;
+            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerDeletedEvent);
             Ok(Response::new(cri::RemoveContainerResponse {}))
         })
         .await
@@ -954,7 +974,18 @@ impl RuntimeService for Runtime {
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_yet("GetContainerEvents"))
+        let rx = self.events.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((Ok(ev), rx)),
+                    // A slow reader misses events rather than stalling the others.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_metric_descriptors(
