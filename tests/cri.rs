@@ -906,7 +906,11 @@ impl SpdyClient {
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             let mut b = [0u8; 1];
-            assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "upgrade answer cut short");
+            assert_eq!(
+                tcp.read(&mut b).await.unwrap(),
+                1,
+                "upgrade answer cut short"
+            );
             head.push(b[0]);
         }
         let head = String::from_utf8_lossy(&head).to_string();
@@ -1159,7 +1163,11 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         assert!(url.contains("/portforward/"), "{url}");
         let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
         let err = c
-            .open(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")])
+            .open(&[
+                ("streamtype", "error"),
+                ("port", "8080"),
+                ("requestid", "0"),
+            ])
             .await;
         let data = c
             .open(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")])
@@ -1185,7 +1193,11 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
             .url;
         let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
         let err = c
-            .open(&[("streamtype", "error"), ("port", "8081"), ("requestid", "1")])
+            .open(&[
+                ("streamtype", "error"),
+                ("port", "8081"),
+                ("requestid", "1"),
+            ])
             .await;
         let data = c
             .open(&[("streamtype", "data"), ("port", "8081"), ("requestid", "1")])
@@ -1220,7 +1232,10 @@ async fn upgrade_status(url: &str, protocol: &str) -> u16 {
     let mut buf = vec![0u8; 1024];
     let n = tcp.read(&mut buf).await.unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Stats of a busy container and its sandbox: CPU time, the working set, the writable
@@ -1253,19 +1268,48 @@ fn stats_of_a_busy_container_and_its_sandbox() {
             ),
         )
         .await;
-        let idle = create_and_start(&mut rs, &config, &sid, container_config("idle", "sleep 1003", None)).await;
+        let idle = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("idle", "sleep 1003", None),
+        )
+        .await;
         // The written file is there before its size is asked for.
         let start = Instant::now();
-        while exec(&mut rs, &busy, &["stat", "-c", "%s", "/written"]).await.stdout != b"524288\n" {
-            assert!(start.elapsed() < Duration::from_secs(20), "/written never reached 512 KiB");
+        while exec(&mut rs, &busy, &["stat", "-c", "%s", "/written"])
+            .await
+            .stdout
+            != b"524288\n"
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "/written never reached 512 KiB"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let stats = |id: &str| cri::ContainerStatsRequest {
             container_id: id.into(),
         };
-        let first = rs.container_stats(stats(&busy)).await.unwrap().into_inner().stats.unwrap();
+        let first = rs
+            .container_stats(stats(&busy))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
         assert_eq!(first.attributes.as_ref().unwrap().id, busy);
-        assert_eq!(first.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "busy");
+        assert_eq!(
+            first
+                .attributes
+                .as_ref()
+                .unwrap()
+                .metadata
+                .as_ref()
+                .unwrap()
+                .name,
+            "busy"
+        );
         let cpu = first.cpu.unwrap();
         assert!(cpu.timestamp > 0);
         assert!(cpu.usage_core_nano_seconds.unwrap().value > 0, "{cpu:?}");
@@ -1276,13 +1320,23 @@ fn stats_of_a_busy_container_and_its_sandbox() {
         assert!(layer.used_bytes.unwrap().value >= 512 * 1024, "{layer:?}");
         assert!(layer.inodes_used.unwrap().value >= 1, "{layer:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let second = rs.container_stats(stats(&busy)).await.unwrap().into_inner().stats.unwrap();
+        let second = rs
+            .container_stats(stats(&busy))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
         let cpu2 = second.cpu.unwrap();
-        assert!(cpu2.usage_core_nano_seconds.unwrap().value > cpu.usage_core_nano_seconds.unwrap().value);
+        assert!(
+            cpu2.usage_core_nano_seconds.unwrap().value
+                > cpu.usage_core_nano_seconds.unwrap().value
+        );
         assert!(cpu2.usage_nano_cores.unwrap().value > 0, "{cpu2:?}");
 
         // Filters: by sandbox, by id, by label.
-        let list = |f: cri::ContainerStatsFilter| cri::ListContainerStatsRequest { filter: Some(f) };
+        let list =
+            |f: cri::ContainerStatsFilter| cri::ListContainerStatsRequest { filter: Some(f) };
         let ids = |s: Vec<cri::ContainerStats>| {
             let mut v: Vec<String> = s.into_iter().map(|s| s.attributes.unwrap().id).collect();
             v.sort();
@@ -1337,7 +1391,11 @@ fn stats_of_a_busy_container_and_its_sandbox() {
         assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
         let net = linux.network.expect("eth0 counters of the pod");
         assert_eq!(net.default_interface.unwrap().name, "eth0");
-        let mut in_pod: Vec<String> = linux.containers.into_iter().map(|c| c.attributes.unwrap().id).collect();
+        let mut in_pod: Vec<String> = linux
+            .containers
+            .into_iter()
+            .map(|c| c.attributes.unwrap().id)
+            .collect();
         in_pod.sort();
         assert_eq!(in_pod, both);
         let listed = rs
@@ -1388,16 +1446,35 @@ fn stats_of_a_busy_container_and_its_sandbox() {
             )
         };
         let mem = exec(&mut rs, &idle, &["cat", mem_file]).await;
-        assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (64u64 << 20).to_string());
+        assert_eq!(
+            String::from_utf8_lossy(&mem.stdout).trim(),
+            (64u64 << 20).to_string()
+        );
         let cpu = exec(&mut rs, &idle, &["cat", cpu_file]).await;
         let cpu = String::from_utf8_lossy(&cpu.stdout).to_string();
         assert!(cpu.starts_with("50000"), "{cpu}");
         let st = container_status(&mut rs, &idle).await;
         let linux = st.resources.unwrap().linux.unwrap();
-        assert_eq!((linux.memory_limit_in_bytes, linux.cpu_quota), (64 << 20, 50_000));
-        let limited = rs.container_stats(stats(&idle)).await.unwrap().into_inner().stats.unwrap();
-        let available = limited.memory.unwrap().available_bytes.expect("a limit gives available bytes");
-        assert!(available.value > 0 && available.value < 64 << 20, "{available:?}");
+        assert_eq!(
+            (linux.memory_limit_in_bytes, linux.cpu_quota),
+            (64 << 20, 50_000)
+        );
+        let limited = rs
+            .container_stats(stats(&idle))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let available = limited
+            .memory
+            .unwrap()
+            .available_bytes
+            .expect("a limit gives available bytes");
+        assert!(
+            available.value > 0 && available.value < 64 << 20,
+            "{available:?}"
+        );
 
         rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sid.clone(),
@@ -1416,8 +1493,8 @@ fn stats_of_a_busy_container_and_its_sandbox() {
 /// calls, an exit seen by the service on its own, each with the sandbox's status.
 #[test]
 fn container_events_stream_lifecycle_and_exits() {
-    use futures::StreamExt;
     use cri::ContainerEventType as E;
+    use futures::StreamExt;
     let p = Peapod::new();
     let server = CriServer::start(&p);
     let log_dir = p.root.join("kubelet-logs/kube-test_events_88");
@@ -1439,45 +1516,121 @@ fn container_events_stream_lifecycle_and_exits() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-        let short = create_and_start(&mut rs, &config, &sid, container_config("short", "exit 2", None)).await;
-        let long = create_and_start(&mut rs, &config, &sid, container_config("long", "sleep 1004", None)).await;
+        let short = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("short", "exit 2", None),
+        )
+        .await;
+        let long = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("long", "sleep 1004", None),
+        )
+        .await;
         let mut seen: Vec<(String, i32)> = Vec::new();
         let mut short_status = None;
         let wait = async {
             while !seen.contains(&(short.clone(), E::ContainerStoppedEvent as i32)) {
                 let ev = stream.next().await.expect("the stream ended").unwrap();
-                assert_eq!(ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()), Some(sid.as_str()), "{ev:?}");
-                if ev.container_id == short && ev.container_event_type == E::ContainerStoppedEvent as i32 {
-                    short_status = ev.containers_statuses.iter().find(|c| c.id == short).cloned();
+                assert_eq!(
+                    ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),
+                    Some(sid.as_str()),
+                    "{ev:?}"
+                );
+                if ev.container_id == short
+                    && ev.container_event_type == E::ContainerStoppedEvent as i32
+                {
+                    short_status = ev
+                        .containers_statuses
+                        .iter()
+                        .find(|c| c.id == short)
+                        .cloned();
                 }
                 seen.push((ev.container_id, ev.container_event_type));
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no STOPPED event for the exited container");
-        assert_eq!(short_status.expect("the exited container's status").exit_code, 2);
-        rs.stop_container(cri::StopContainerRequest { container_id: long.clone(), timeout: 1 }).await.unwrap();
-        rs.remove_container(cri::RemoveContainerRequest { container_id: long.clone() }).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no STOPPED event for the exited container");
+        assert_eq!(
+            short_status
+                .expect("the exited container's status")
+                .exit_code,
+            2
+        );
+        rs.stop_container(cri::StopContainerRequest {
+            container_id: long.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        rs.remove_container(cri::RemoveContainerRequest {
+            container_id: long.clone(),
+        })
+        .await
+        .unwrap();
         let wait = async {
             while !seen.contains(&(long.clone(), E::ContainerDeletedEvent as i32)) {
                 let ev = stream.next().await.expect("the stream ended").unwrap();
                 seen.push((ev.container_id, ev.container_event_type));
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no DELETED event");
-        let of = |id: &str| -> Vec<i32> { seen.iter().filter(|(i, _)| i == id).map(|(_, t)| *t).collect() };
-        assert_eq!(of(&sid), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32]);
-        assert_eq!(of(&short), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32, E::ContainerStoppedEvent as i32]);
-        assert_eq!(of(&long), vec![E::ContainerCreatedEvent as i32, E::ContainerStartedEvent as i32, E::ContainerStoppedEvent as i32, E::ContainerDeletedEvent as i32]);
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no DELETED event");
+        let of = |id: &str| -> Vec<i32> {
+            seen.iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        assert_eq!(
+            of(&sid),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32
+            ]
+        );
+        assert_eq!(
+            of(&short),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32,
+                E::ContainerStoppedEvent as i32
+            ]
+        );
+        assert_eq!(
+            of(&long),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32,
+                E::ContainerStoppedEvent as i32,
+                E::ContainerDeletedEvent as i32
+            ]
+        );
 
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sid.clone() }).await.unwrap();
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid.clone() }).await.unwrap();
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
         let wait = async {
             while !seen.contains(&(sid.clone(), E::ContainerDeletedEvent as i32)) {
                 let ev = stream.next().await.expect("the stream ended").unwrap();
                 seen.push((ev.container_id, ev.container_event_type));
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("no DELETED event for the sandbox");
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no DELETED event for the sandbox");
         assert!(seen.contains(&(sid.clone(), E::ContainerStoppedEvent as i32)));
     });
 }

@@ -558,7 +558,10 @@ pub fn oci_resources(r: &cri::LinuxContainerResources) -> Value {
         out.insert("memory".into(), Value::Object(mem));
     }
     if !r.unified.is_empty() {
-        out.insert("unified".into(), serde_json::to_value(&r.unified).unwrap_or_default());
+        out.insert(
+            "unified".into(),
+            serde_json::to_value(&r.unified).unwrap_or_default(),
+        );
     }
     Value::Object(out)
 }
@@ -576,7 +579,10 @@ fn merge_resources(spec: &mut Value, update: &Value) {
     }
     if let (Some(have), Some(new)) = (resources.as_object_mut(), update.as_object()) {
         for (k, v) in new {
-            match (have.get_mut(k).and_then(Value::as_object_mut), v.as_object()) {
+            match (
+                have.get_mut(k).and_then(Value::as_object_mut),
+                v.as_object(),
+            ) {
                 (Some(inner), Some(vi)) => {
                     for (ik, iv) in vi {
                         inner.insert(ik.clone(), iv.clone());

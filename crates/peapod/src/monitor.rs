@@ -176,9 +176,7 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
 
 /// A CRI container's `stdin_once` (None for other containers).
 fn cri_stdin_once(engine: &Engine, id: &str) -> Option<bool> {
-    let path = engine
-        .container_dir(id)
-        .join(crate::engine_cri::CRI_RECORD);
+    let path = engine.container_dir(id).join(crate::engine_cri::CRI_RECORD);
     peapod_store::read_json::<crate::engine_cri::CriContainer>(&path)
         .ok()
         .flatten()

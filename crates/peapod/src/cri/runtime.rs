@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 
 use super::events::Events;
 use super::stats::{self, CpuRates};
-use peapod_cri::v1::ContainerEventType as Event;
 use super::streaming::{Pending, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
@@ -23,6 +22,7 @@ use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxVie
 use crate::record::State;
 use crate::server::attach::Session as AttachSession;
 use crate::server::exec::{Session as ExecSession, Wanted};
+use peapod_cri::v1::ContainerEventType as Event;
 
 pub struct Runtime {
     engine: Arc<Engine>,
@@ -55,7 +55,9 @@ fn not_yet(rpc: &str) -> Status {
 /// containerd's checks of the streams an Exec or Attach asks for.
 fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
     if tty && stderr {
-        return Err(Status::invalid_argument("tty and stderr cannot both be true"));
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be true",
+        ));
     }
     if !stdin && !stdout && !stderr {
         return Err(Status::invalid_argument(
@@ -600,7 +602,12 @@ impl RuntimeService for Runtime {
                 )));
             }
             engine.start(&c, false).map_err(|e| status_of(&e))?;
-            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerStartedEvent);
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerStartedEvent,
+            );
             Ok(Response::new(cri::StartContainerResponse {}))
         })
         .await
@@ -622,7 +629,12 @@ impl RuntimeService for Runtime {
             };
             let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
             engine.stop(&c, timeout).map_err(|e| status_of(&e))?;
-            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerStoppedEvent);
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerStoppedEvent,
+            );
             Ok(Response::new(cri::StopContainerResponse {}))
         })
         .await
@@ -639,7 +651,12 @@ impl RuntimeService for Runtime {
                 return Ok(Response::new(cri::RemoveContainerResponse {}));
             };
             engine.remove(&c, true, true).map_err(|e| status_of(&e))?;
-            events.emit(&engine, &c.config.id, &r.sandbox_id, Event::ContainerDeletedEvent);
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerDeletedEvent,
+            );
             Ok(Response::new(cri::RemoveContainerResponse {}))
         })
         .await
@@ -891,7 +908,9 @@ impl RuntimeService for Runtime {
         super::blocking(move || {
             let (c, r) = find_container(&engine, &id)?;
             let stats = container_stats_of(&engine, &rates, &c, &r, nanos(chrono::Utc::now()));
-            Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+            Ok(Response::new(cri::ContainerStatsResponse {
+                stats: Some(stats),
+            }))
         })
         .await
     }
@@ -934,8 +953,11 @@ impl RuntimeService for Runtime {
                 .map_err(|e| status_of(&e))?
                 .ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
             let containers = engine.cri_containers().map_err(|e| status_of(&e))?;
-            let stats = sandbox_stats_of(&engine, &rates, &v, &containers, nanos(chrono::Utc::now()));
-            Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+            let stats =
+                sandbox_stats_of(&engine, &rates, &v, &containers, nanos(chrono::Utc::now()));
+            Ok(Response::new(cri::PodSandboxStatsResponse {
+                stats: Some(stats),
+            }))
         })
         .await
     }

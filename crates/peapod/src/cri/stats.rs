@@ -89,7 +89,13 @@ pub fn net_dev(text: &str, iface: &str) -> Option<(u64, u64, u64, u64)> {
 }
 
 /// A cgroup's directory for a controller file (v1: under the controller's hierarchy).
-fn cgroup_file(mount: &Path, layout: CgroupLayout, controller: &str, path: &str, file: &str) -> PathBuf {
+fn cgroup_file(
+    mount: &Path,
+    layout: CgroupLayout,
+    controller: &str,
+    path: &str,
+    file: &str,
+) -> PathBuf {
     let rel = path.trim_start_matches('/');
     match layout {
         CgroupLayout::V1 => mount.join(controller).join(rel).join(file),
@@ -248,7 +254,13 @@ mod tests {
 
     #[test]
     fn the_working_set_leaves_out_inactive_file_pages() {
-        let v1 = memory(CgroupLayout::V1, "1000000\n", V1_STAT, "9223372036854771712\n").unwrap();
+        let v1 = memory(
+            CgroupLayout::V1,
+            "1000000\n",
+            V1_STAT,
+            "9223372036854771712\n",
+        )
+        .unwrap();
         assert_eq!(
             v1,
             Memory {
@@ -263,7 +275,10 @@ mod tests {
         let v2 = memory(CgroupLayout::V2, "2000000\n", V2_STAT, "4194304\n").unwrap();
         assert_eq!(v2.working_set, 1_700_000);
         assert_eq!(v2.rss, Some(409_600));
-        assert_eq!((v2.page_faults, v2.major_page_faults), (Some(1234), Some(5)));
+        assert_eq!(
+            (v2.page_faults, v2.major_page_faults),
+            (Some(1234), Some(5))
+        );
         assert_eq!(v2.limit, Some(4_194_304));
         let unlimited = memory(CgroupLayout::V2, "10\n", V2_STAT, "max\n").unwrap();
         assert_eq!((unlimited.working_set, unlimited.limit), (0, None));

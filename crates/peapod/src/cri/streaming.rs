@@ -129,7 +129,10 @@ fn new_token() -> String {
 fn plain(code: u16, text: impl Into<String>) -> Response {
     Response::builder()
         .status(code)
-        .header(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )
         .body(axum::body::Body::from(text.into()))
         .unwrap_or_default()
 }
@@ -205,9 +208,7 @@ async fn serve_token(
                 .into_response(),
             Pending::Attach(s) => ws
                 .on_upgrade(move |socket| {
-                    exec::over_websocket(socket, move |tx, rx| {
-                        attach_session::relay(s, tx, rx)
-                    })
+                    exec::over_websocket(socket, move |tx, rx| attach_session::relay(s, tx, rx))
                 })
                 .into_response(),
             Pending::PortForward(_) => plain(400, "port-forward needs SPDY/3.1"),
@@ -421,14 +422,19 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn tokens_are_single_use_and_of_one_kind() {
-        let s = Streaming::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let s = Streaming::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let url = s.url_for(Pending::PortForward(None)).unwrap();
         let prefix = format!("http://{}/portforward/", s.addr());
         let token = url.strip_prefix(&prefix).expect("a portforward URL");
         assert_eq!(token.len(), 16);
         assert!(s.take("exec", token).is_none(), "a token is for one kind");
         assert!(s.take("portforward", token).is_some());
-        assert!(s.take("portforward", token).is_none(), "a token is single-use");
+        assert!(
+            s.take("portforward", token).is_none(),
+            "a token is single-use"
+        );
         let other = s.url_for(Pending::PortForward(None)).unwrap();
         assert_ne!(other, url);
     }
