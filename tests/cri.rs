@@ -873,3 +873,787 @@ fn security_contexts_shared_pid_and_attempts() {
     assert!(p.bridge_ports().is_empty());
     assert_eq!(p.ok(&["ps", "-aq"]), "");
 }
+
+/// The server's SPDY/3.1 framing, to speak to the streaming server as client-go does.
+#[path = "../crates/peapod/src/server/spdy.rs"]
+#[allow(dead_code)]
+mod spdy;
+
+/// A minimal SPDY/3.1 client of a streaming URL: upgrades, opens streams with headers,
+/// writes to them and collects what comes back until the server ends the session.
+struct SpdyClient {
+    rd: tokio::io::ReadHalf<tokio::net::TcpStream>,
+    wr: tokio::io::WriteHalf<tokio::net::TcpStream>,
+    codec: spdy::HeaderCodec,
+    next: u32,
+}
+
+impl SpdyClient {
+    /// POSTs an upgrade to `url` offering `protocol`; panics unless the answer is 101.
+    async fn connect(url: &str, protocol: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+        assert!(
+            host.starts_with("127.0.0.1:"),
+            "the streaming server listens on loopback: {url}"
+        );
+        let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(
+                tcp.read(&mut b).await.unwrap(),
+                1,
+                "upgrade answer cut short"
+            );
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains(protocol), "{head}");
+        let (rd, wr) = tokio::io::split(tcp);
+        SpdyClient {
+            rd,
+            wr,
+            codec: spdy::HeaderCodec::new(),
+            next: 1,
+        }
+    }
+
+    /// Opens a stream (client streams are odd) with these headers; returns its id.
+    async fn open(&mut self, headers: &[(&str, &str)]) -> u32 {
+        use tokio::io::AsyncWriteExt;
+        let id = self.next;
+        self.next += 2;
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        p.extend(self.codec.encode(headers));
+        self.wr
+            .write_all(&spdy::control(spdy::SYN_STREAM, 0, &p))
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn send(&mut self, stream: u32, data: &[u8], fin: bool) {
+        use tokio::io::AsyncWriteExt;
+        let flags = if fin { spdy::FLAG_FIN } else { 0 };
+        self.wr
+            .write_all(&spdy::data_frame(stream, flags, data))
+            .await
+            .unwrap();
+    }
+
+    /// Reads until `stream`'s data holds `needle`; returns that data (other streams' data
+    /// is dropped).
+    async fn read_until(&mut self, stream: u32, needle: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let read = async {
+            while !got.windows(needle.len()).any(|w| w == needle) {
+                match spdy::read_frame(&mut self.rd).await {
+                    Ok(spdy::Frame::Data {
+                        stream: s, data, ..
+                    }) if s == stream => got.extend(data),
+                    Ok(_) => {}
+                    Err(e) => panic!("the session ended before {needle:?}: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("no answer within 30 s");
+        got
+    }
+
+    /// Reads until every stream in `until` is finished (or the session ends); returns the
+    /// data of each stream.
+    async fn collect(&mut self, until: &[u32]) -> std::collections::HashMap<u32, Vec<u8>> {
+        let mut got: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+        let mut done: Vec<u32> = Vec::new();
+        let read = async {
+            while !until.iter().all(|s| done.contains(s)) {
+                match spdy::read_frame(&mut self.rd).await {
+                    Ok(spdy::Frame::Data {
+                        stream,
+                        flags,
+                        data,
+                    }) => {
+                        got.entry(stream).or_default().extend(data);
+                        if flags & spdy::FLAG_FIN != 0 {
+                            done.push(stream);
+                        }
+                    }
+                    Ok(spdy::Frame::Control { kind, data, .. }) => {
+                        if kind == spdy::GOAWAY {
+                            return;
+                        }
+                        if kind == spdy::RST_STREAM && data.len() >= 4 {
+                            done.push(u32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the streaming session did not end within 30 s");
+        got
+    }
+}
+
+/// The exit code in a remotecommand Status from the error stream (0 for Success).
+fn status_exit_code(error_stream: &[u8]) -> i64 {
+    let v: serde_json::Value = serde_json::from_slice(error_stream)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(error_stream)));
+    if v["status"] == "Success" {
+        return 0;
+    }
+    assert_eq!(v["reason"], "NonZeroExitCode", "{v}");
+    v["details"]["causes"][0]["message"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no exit code in {v}"))
+}
+
+/// Exec (pipes and a tty), Attach with stdin and stdin_once, and PortForward to a busybox
+/// `nc` listener, each through the URL the RPC returns, as a SPDY client.
+#[test]
+fn exec_attach_and_port_forward_through_the_streaming_server() {
+    const V4: &str = "v4.channel.k8s.io";
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_stream_55");
+    let config = sandbox_config("stream", "uid-55", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let main = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "main",
+                // The answer is written only once the line has been recorded.
+                "mkfifo /tmp/f; while true; do nc -l -p 8080 < /tmp/f | (read l; echo \"$l\" >> /tmp/last; echo pong) > /tmp/f; done",
+                None,
+            ),
+        )
+        .await;
+
+        // Exec with stdin, stdout and stderr: output, stdin's end and the exit code.
+        let bad = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec!["true".into()],
+                tty: true,
+                stderr: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "cat; echo to-stderr >&2; exit 3".into(),
+                ],
+                tty: false,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/exec/"), "{url}");
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let stderr = c.open(&[("streamtype", "stderr")]).await;
+        c.send(stdin, b"hello from stdin\n", true).await;
+        let got = c.collect(&[err, stdout, stderr]).await;
+        assert_eq!(String::from_utf8_lossy(&got[&stdout]), "hello from stdin\n");
+        assert_eq!(String::from_utf8_lossy(&got[&stderr]), "to-stderr\n");
+        assert_eq!(status_exit_code(&got[&err]), 3);
+        // A URL is single-use.
+        let status = upgrade_status(&url, V4).await;
+        assert_eq!(status, 404, "a used token must not serve again");
+
+        // Exec with a tty: the command sees a terminal; success is a Success Status.
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "test -t 0 && test -t 1 && echo on-a-tty".into(),
+                ],
+                tty: true,
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let resize = c.open(&[("streamtype", "resize")]).await;
+        c.send(resize, br#"{"Width":100,"Height":30}"#, false).await;
+        let got = c.collect(&[err, stdout]).await;
+        let _ = stdin;
+        // Line endings are the terminal's business (see the report on "\r\r\n").
+        let out = String::from_utf8_lossy(&got[&stdout]).replace('\r', "");
+        assert_eq!(out, "on-a-tty\n", "{:?}", got[&stdout]);
+        assert_eq!(status_exit_code(&got[&err]), 0);
+
+        // Attach to a container that reads one line and exits with a code of its own.
+        let mut reader = container_config(
+            "reader",
+            "read line; echo got:$line; echo bye >&2; exit 7",
+            None,
+        );
+        reader.stdin = true;
+        reader.stdin_once = true;
+        let reader = create_and_start(&mut rs, &config, &sid, reader).await;
+        let url = rs
+            .attach(cri::AttachRequest {
+                container_id: reader.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/attach/"), "{url}");
+        let mut c = SpdyClient::connect(&url, V4).await;
+        let err = c.open(&[("streamtype", "error")]).await;
+        let stdin = c.open(&[("streamtype", "stdin")]).await;
+        let stdout = c.open(&[("streamtype", "stdout")]).await;
+        let stderr = c.open(&[("streamtype", "stderr")]).await;
+        c.send(stdin, b"attached\n", true).await;
+        let got = c.collect(&[err]).await;
+        assert_eq!(
+            String::from_utf8_lossy(got.get(&stdout).map_or(&[][..], |v| v)),
+            "got:attached\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(got.get(&stderr).map_or(&[][..], |v| v)),
+            "bye\n"
+        );
+        assert_eq!(status_exit_code(&got[&err]), 7);
+        let st = container_status(&mut rs, &reader).await;
+        assert_eq!(st.exit_code, 7, "{st:?}");
+
+        // Port-forward to the nc listener in the sandbox: a line there, the answer back.
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/portforward/"), "{url}");
+        let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
+        let err = c
+            .open(&[
+                ("streamtype", "error"),
+                ("port", "8080"),
+                ("requestid", "0"),
+            ])
+            .await;
+        let data = c
+            .open(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")])
+            .await;
+        // A client that waits for the answer before it ends its side, as a request would.
+        c.send(data, b"ping through the forward\n", false).await;
+        assert_eq!(c.read_until(data, b"\n").await, b"pong\n");
+        c.send(data, &[], true).await;
+        let got = c.collect(&[data, err]).await;
+        assert!(got.get(&data).is_none_or(|d| d.is_empty()), "{got:?}");
+        assert!(got.get(&err).is_none_or(|e| e.is_empty()), "{got:?}");
+        let last = exec(&mut rs, &main, &["cat", "/tmp/last"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&last.stdout),
+            "ping through the forward\n"
+        );
+        // A port nothing listens on: the error stream says so.
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.clone(),
+                port: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
+        let err = c
+            .open(&[
+                ("streamtype", "error"),
+                ("port", "8081"),
+                ("requestid", "1"),
+            ])
+            .await;
+        let data = c
+            .open(&[("streamtype", "data"), ("port", "8081"), ("requestid", "1")])
+            .await;
+        let got = c.collect(&[err, data]).await;
+        let msg = String::from_utf8_lossy(&got[&err]).to_string();
+        assert!(msg.contains("localhost:8081"), "{msg}");
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// The HTTP status of a SPDY upgrade request to `url` (to see a spent token refused).
+async fn upgrade_status(url: &str, protocol: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Stats of a busy container and its sandbox: CPU time, the working set, the writable
+/// layer (a file the container wrote), eth0 of the pod, and the list filters.
+#[test]
+fn stats_of_a_busy_container_and_its_sandbox() {
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_stats_66");
+    let config = sandbox_config("stats", "uid-66", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let busy = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "busy",
+                "dd if=/dev/zero of=/written bs=1024 count=512 2>/dev/null; while true; do :; done",
+                None,
+            ),
+        )
+        .await;
+        let idle = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("idle", "sleep 1003", None),
+        )
+        .await;
+        // The written file is there before its size is asked for.
+        let start = Instant::now();
+        while exec(&mut rs, &busy, &["stat", "-c", "%s", "/written"])
+            .await
+            .stdout
+            != b"524288\n"
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "/written never reached 512 KiB"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = |id: &str| cri::ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        let first = rs
+            .container_stats(stats(&busy))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(first.attributes.as_ref().unwrap().id, busy);
+        assert_eq!(
+            first
+                .attributes
+                .as_ref()
+                .unwrap()
+                .metadata
+                .as_ref()
+                .unwrap()
+                .name,
+            "busy"
+        );
+        let cpu = first.cpu.unwrap();
+        assert!(cpu.timestamp > 0);
+        assert!(cpu.usage_core_nano_seconds.unwrap().value > 0, "{cpu:?}");
+        let mem = first.memory.unwrap();
+        assert!(mem.working_set_bytes.unwrap().value > 0, "{mem:?}");
+        assert!(mem.usage_bytes.unwrap().value >= mem.working_set_bytes.unwrap().value);
+        let layer = first.writable_layer.unwrap();
+        assert!(layer.used_bytes.unwrap().value >= 512 * 1024, "{layer:?}");
+        assert!(layer.inodes_used.unwrap().value >= 1, "{layer:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = rs
+            .container_stats(stats(&busy))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let cpu2 = second.cpu.unwrap();
+        assert!(
+            cpu2.usage_core_nano_seconds.unwrap().value
+                > cpu.usage_core_nano_seconds.unwrap().value
+        );
+        assert!(cpu2.usage_nano_cores.unwrap().value > 0, "{cpu2:?}");
+
+        // Filters: by sandbox, by id, by label.
+        let list =
+            |f: cri::ContainerStatsFilter| cri::ListContainerStatsRequest { filter: Some(f) };
+        let ids = |s: Vec<cri::ContainerStats>| {
+            let mut v: Vec<String> = s.into_iter().map(|s| s.attributes.unwrap().id).collect();
+            v.sort();
+            v
+        };
+        let mut both = vec![busy.clone(), idle.clone()];
+        both.sort();
+        let by_sandbox = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                pod_sandbox_id: sid.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_sandbox), both);
+        let by_label = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                label_selector: [("role".to_string(), "idle".to_string())].into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_label), vec![idle.clone()]);
+        let by_id = rs
+            .list_container_stats(list(cri::ContainerStatsFilter {
+                id: busy[..12].to_string(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(ids(by_id), vec![busy.clone()]);
+
+        // The sandbox: its cgroup's CPU and memory, eth0, its containers.
+        let ps = rs
+            .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: sid.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(ps.attributes.as_ref().unwrap().id, sid);
+        let linux = ps.linux.unwrap();
+        assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+        let net = linux.network.expect("eth0 counters of the pod");
+        assert_eq!(net.default_interface.unwrap().name, "eth0");
+        let mut in_pod: Vec<String> = linux
+            .containers
+            .into_iter()
+            .map(|c| c.attributes.unwrap().id)
+            .collect();
+        in_pod.sort();
+        assert_eq!(in_pod, both);
+        let listed = rs
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "stats".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let none = rs
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "other".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert!(none.is_empty());
+
+        // UpdateContainerResources: the running container's cgroup gets the new limits.
+        rs.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: idle.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let (mem_file, cpu_file) = if v2 {
+            ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.max")
+        } else {
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            )
+        };
+        let mem = exec(&mut rs, &idle, &["cat", mem_file]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&mem.stdout).trim(),
+            (64u64 << 20).to_string()
+        );
+        let cpu = exec(&mut rs, &idle, &["cat", cpu_file]).await;
+        let cpu = String::from_utf8_lossy(&cpu.stdout).to_string();
+        assert!(cpu.starts_with("50000"), "{cpu}");
+        let st = container_status(&mut rs, &idle).await;
+        let linux = st.resources.unwrap().linux.unwrap();
+        assert_eq!(
+            (linux.memory_limit_in_bytes, linux.cpu_quota),
+            (64 << 20, 50_000)
+        );
+        let limited = rs
+            .container_stats(stats(&idle))
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let available = limited
+            .memory
+            .unwrap()
+            .available_bytes
+            .expect("a limit gives available bytes");
+        assert!(
+            available.value > 0 && available.value < 64 << 20,
+            "{available:?}"
+        );
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// GetContainerEvents: the sandbox's and containers' lifecycle from the service's own
+/// calls, an exit seen by the service on its own, each with the sandbox's status.
+#[test]
+fn container_events_stream_lifecycle_and_exits() {
+    use cri::ContainerEventType as E;
+    use futures::StreamExt;
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_events_88");
+    let config = sandbox_config("events", "uid-88", 0, &log_dir);
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let mut watcher = RuntimeServiceClient::new(channel(&server.socket).await);
+        let mut stream = watcher
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let sid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let short = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("short", "exit 2", None),
+        )
+        .await;
+        let long = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config("long", "sleep 1004", None),
+        )
+        .await;
+        let mut seen: Vec<(String, i32)> = Vec::new();
+        let mut short_status = None;
+        let wait = async {
+            while !seen.contains(&(short.clone(), E::ContainerStoppedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                assert_eq!(
+                    ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),
+                    Some(sid.as_str()),
+                    "{ev:?}"
+                );
+                if ev.container_id == short
+                    && ev.container_event_type == E::ContainerStoppedEvent as i32
+                {
+                    short_status = ev
+                        .containers_statuses
+                        .iter()
+                        .find(|c| c.id == short)
+                        .cloned();
+                }
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no STOPPED event for the exited container");
+        assert_eq!(
+            short_status
+                .expect("the exited container's status")
+                .exit_code,
+            2
+        );
+        rs.stop_container(cri::StopContainerRequest {
+            container_id: long.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        rs.remove_container(cri::RemoveContainerRequest {
+            container_id: long.clone(),
+        })
+        .await
+        .unwrap();
+        let wait = async {
+            while !seen.contains(&(long.clone(), E::ContainerDeletedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no DELETED event");
+        let of = |id: &str| -> Vec<i32> {
+            seen.iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        assert_eq!(
+            of(&sid),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32
+            ]
+        );
+        assert_eq!(
+            of(&short),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32,
+                E::ContainerStoppedEvent as i32
+            ]
+        );
+        assert_eq!(
+            of(&long),
+            vec![
+                E::ContainerCreatedEvent as i32,
+                E::ContainerStartedEvent as i32,
+                E::ContainerStoppedEvent as i32,
+                E::ContainerDeletedEvent as i32
+            ]
+        );
+
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        let wait = async {
+            while !seen.contains(&(sid.clone(), E::ContainerDeletedEvent as i32)) {
+                let ev = stream.next().await.expect("the stream ended").unwrap();
+                seen.push((ev.container_id, ev.container_event_type));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no DELETED event for the sandbox");
+        assert!(seen.contains(&(sid.clone(), E::ContainerStoppedEvent as i32)));
+    });
+}

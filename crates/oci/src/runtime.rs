@@ -227,6 +227,28 @@ impl Runtime {
         Err(self.failed(&format!("delete --force {id}"), output_message(&out)))
     }
 
+    /// `update --resources - ID`: new cgroup limits for a container, given as the OCI
+    /// `LinuxResources` JSON on stdin (runc's and crun's interface).
+    pub fn update(&self, id: &str, resources: &serde_json::Value) -> Result<(), RuntimeError> {
+        use std::io::Write;
+        let mut cmd = self.command_logging_to(None)?;
+        cmd.args(["update", "--resources", "-", id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error("update", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let json = serde_json::to_vec(resources).unwrap_or_default();
+            stdin
+                .write_all(&json)
+                .map_err(|e| self.spawn_error("update", e))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| self.spawn_error("update", e))?;
+        self.check(&format!("update {id}"), &out)
+    }
+
     /// A ready-to-run `exec` command (`runc exec [-t] [--env K=V] [--cwd D] ID ARGS...`),
     /// stdio inherited; its exit status is the process's.
     ///

@@ -137,6 +137,9 @@ pub struct CriContainer {
     pub log_path: String,
     /// The cgroup resources asked for.
     pub resources: Option<(i64, i64, i64, i64)>,
+    /// `stdin_once`: the first attached client's end of stdin closes the container's.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// One CRI sandbox as stored, with what is observed now.
@@ -523,7 +526,116 @@ pub fn resources_of(r: Option<&cri::LinuxContainerResources>) -> peapod_oci::Res
     }
 }
 
+/// The OCI `LinuxResources` of a CRI resources message (zero means "not set", as in
+/// containerd), for `runtime update` and the bundle's spec.
+pub fn oci_resources(r: &cri::LinuxContainerResources) -> Value {
+    let mut cpu = serde_json::Map::new();
+    if r.cpu_shares > 0 {
+        cpu.insert("shares".into(), r.cpu_shares.into());
+    }
+    if r.cpu_quota > 0 {
+        cpu.insert("quota".into(), r.cpu_quota.into());
+    }
+    if r.cpu_period > 0 {
+        cpu.insert("period".into(), r.cpu_period.into());
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), r.cpuset_cpus.clone().into());
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), r.cpuset_mems.clone().into());
+    }
+    let mut out = serde_json::Map::new();
+    if !cpu.is_empty() {
+        out.insert("cpu".into(), Value::Object(cpu));
+    }
+    if r.memory_limit_in_bytes > 0 {
+        let mut mem = serde_json::Map::new();
+        mem.insert("limit".into(), r.memory_limit_in_bytes.into());
+        if r.memory_swap_limit_in_bytes > 0 {
+            mem.insert("swap".into(), r.memory_swap_limit_in_bytes.into());
+        }
+        out.insert("memory".into(), Value::Object(mem));
+    }
+    if !r.unified.is_empty() {
+        out.insert(
+            "unified".into(),
+            serde_json::to_value(&r.unified).unwrap_or_default(),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Merges `update` (an OCI `LinuxResources` object) into a spec's `linux.resources`.
+fn merge_resources(spec: &mut Value, update: &Value) {
+    let Some(linux) = spec.get_mut("linux").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let resources = linux
+        .entry("resources")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !resources.is_object() {
+        *resources = Value::Object(Default::default());
+    }
+    if let (Some(have), Some(new)) = (resources.as_object_mut(), update.as_object()) {
+        for (k, v) in new {
+            match (
+                have.get_mut(k).and_then(Value::as_object_mut),
+                v.as_object(),
+            ) {
+                (Some(inner), Some(vi)) => {
+                    for (ik, iv) in vi {
+                        inner.insert(ik.clone(), iv.clone());
+                    }
+                }
+                _ => {
+                    have.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
 impl Engine {
+    /// UpdateContainerResources: the runtime applies the new limits to a running
+    /// container's cgroup; the bundle's spec and the CRI record keep them (for status and
+    /// a later start).
+    pub fn update_cri_resources(
+        &self,
+        c: &Container,
+        r: &cri::LinuxContainerResources,
+    ) -> Result<()> {
+        if matches!(c.state, State::Exited { .. }) {
+            bail!(user_error(format!(
+                "container {} is not running or created: cannot update its resources",
+                c.config.id
+            )));
+        }
+        let update = oci_resources(r);
+        if matches!(c.state, State::Running { .. }) {
+            self.runtime_of(&c.config)
+                .update(&c.config.id, &update)
+                .with_context(|| format!("updating the resources of {}", c.config.id))?;
+        }
+        let dir = self.container_dir(&c.config.id);
+        let spec_path = dir.join("bundle").join("config.json");
+        if let Some(mut spec) = peapod_store::read_json::<Value>(&spec_path)? {
+            merge_resources(&mut spec, &update);
+            peapod_store::write_json(&spec_path, &spec)?;
+        }
+        let record_path = dir.join(CRI_RECORD);
+        if let Some(mut record) = peapod_store::read_json::<CriContainer>(&record_path)? {
+            record.resources = Some((
+                r.cpu_shares,
+                r.cpu_quota,
+                r.cpu_period,
+                r.memory_limit_in_bytes,
+            ));
+            peapod_store::write_json(&record_path, &record)?;
+        }
+        Ok(())
+    }
+
     fn cri_sandbox_at(&self, uid: &str) -> Result<Option<SandboxView>> {
         let dir = self.pod_dir(uid);
         let Some(record) = peapod_store::read_json::<CriSandbox>(&dir.join(CRI_RECORD))? else {
@@ -1168,6 +1280,7 @@ impl Engine {
                     r.memory_limit_in_bytes,
                 )
             }),
+            stdin_once: config.stdin_once,
         };
         let dir = self.container_dir(&id);
         let finish = || -> Result<()> {
@@ -1329,6 +1442,29 @@ fn kill_tree(pid: i32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn resource_updates_become_oci_resources_merged_into_the_spec() {
+        let r = cri::LinuxContainerResources {
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 1 << 26,
+            ..Default::default()
+        };
+        let update = oci_resources(&r);
+        assert_eq!(
+            update,
+            serde_json::json!({"cpu": {"quota": 50000, "period": 100000}, "memory": {"limit": 67108864}})
+        );
+        let mut spec = serde_json::json!({"linux": {"resources": {"cpu": {"shares": 512}, "pids": {"limit": 10}}}});
+        merge_resources(&mut spec, &update);
+        assert_eq!(
+            spec["linux"]["resources"],
+            serde_json::json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 10}, "memory": {"limit": 67108864}})
+        );
+        assert_eq!(oci_resources(&Default::default()), serde_json::json!({}));
+    }
+
     use super::*;
 
     fn spec() -> Value {

@@ -106,6 +106,8 @@ struct Started {
     _proxy: Option<peapod_sandbox::ports::Proxy>,
     /// The attached foreground client, if any.
     client: Option<UnixStream>,
+    /// A CRI container's attach socket (its clients come and go; CRI Attach).
+    hub: Option<crate::attach::Hub>,
 }
 
 fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Started> {
@@ -137,6 +139,17 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
         }
         None => None,
     };
+    // A CRI container keeps an attach socket for its whole life, bound before it starts.
+    let hub = match attach {
+        Some(_) => None,
+        None => cri_stdin_once(engine, id).and_then(|stdin_once| {
+            crate::attach::Hub::bind(
+                crate::attach::socket_path(&engine.paths.run, id),
+                stdin_once,
+            )
+            .ok()
+        }),
+    };
     if let Err(e) = runtime.start(id) {
         let _ = runtime.delete(id);
         return Err(e.into());
@@ -157,7 +170,17 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
         log,
         _proxy: proxy,
         client,
+        hub,
     })
+}
+
+/// A CRI container's `stdin_once` (None for other containers).
+fn cri_stdin_once(engine: &Engine, id: &str) -> Option<bool> {
+    let path = engine.container_dir(id).join(crate::engine_cri::CRI_RECORD);
+    peapod_store::read_json::<crate::engine_cri::CriContainer>(&path)
+        .ok()
+        .flatten()
+        .map(|r| r.stdin_once)
 }
 
 /// Accepts one connection, giving up after `limit`.
@@ -288,8 +311,15 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
         for (fd, _) in &streams {
             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
+        let client_at = fds.len();
         if let Some(c) = &s.client {
             fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
+        let hub_at = fds.len();
+        if let Some(h) = &s.hub {
+            for fd in h.fds() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
         }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -327,6 +357,9 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
                             s.client = None;
                         }
                     }
+                    if let Some(h) = s.hub.as_mut() {
+                        h.broadcast(kinds[i], &buf[..n]);
+                    }
                 }
                 Err(Errno::EINTR | Errno::EAGAIN) => {}
                 Err(_) => closed.push(i),
@@ -337,9 +370,20 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
             kinds.remove(i);
             let _ = splitter.finish(Utc::now(), &mut s.log);
         }
-        // The client, when polled, is the last entry.
-        if s.client.is_some() && ready.last().copied().unwrap_or(false) {
+        // The client, when polled, is the entry before the hub's.
+        if hub_at > client_at && ready[client_at] {
             handle_client_input(&mut s, &mut client_buf, &mut buf);
+        }
+        if let Some(h) = s.hub.as_mut() {
+            // Clients first (their indices shift once new ones are accepted).
+            for i in (1..ready.len().saturating_sub(hub_at)).rev() {
+                if ready[hub_at + i] {
+                    h.read_client(i - 1, &mut s.output);
+                }
+            }
+            if ready.get(hub_at).copied().unwrap_or(false) {
+                h.accept();
+            }
         }
         if exit.is_some() && drain_deadline.is_none() {
             // Output still buffered in the pipes or the pty is read for a bounded time.
@@ -364,6 +408,9 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
     )?;
     if let Some(c) = s.client.as_mut() {
         let _ = c.write_all(&attach::frame(attach::EXIT, code.to_string().as_bytes()));
+    }
+    if let Some(h) = s.hub.take() {
+        h.exit(code);
     }
     // Releases the runtime's state and the container's cgroup right away.
     s.runtime.delete(&s.config.id)?;

@@ -4,8 +4,11 @@
 //! engine as the CLI. Owns only the translation between CRI messages and the engine; every
 //! blocking engine call runs on the blocking pool.
 
+mod events;
 mod images;
 mod runtime;
+pub mod stats;
+pub mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,8 +51,25 @@ pub(crate) fn status_of(e: &anyhow::Error) -> tonic::Status {
     }
 }
 
-/// Binds `socket` (root-only) and serves both CRI services until the process ends.
+/// Where the streaming server listens by default: loopback, a random port (containerd's
+/// `stream_server_address` and `stream_server_port = "0"`).
+pub const DEFAULT_STREAMING: &str = "127.0.0.1:0";
+
+/// Binds `socket` (root-only) and serves both CRI services, and the streaming server of
+/// Exec, Attach and PortForward on loopback, until the process ends.
 pub async fn serve(engine: Arc<Engine>, socket: &Path) -> Result<()> {
+    let listen = DEFAULT_STREAMING.parse().expect("a valid address");
+    serve_with(engine, socket, listen).await
+}
+
+/// [`serve`] with the streaming server on `streaming` (port 0: a random one).
+pub async fn serve_with(
+    engine: Arc<Engine>,
+    socket: &Path,
+    streaming: std::net::SocketAddr,
+) -> Result<()> {
+    let streaming = streaming::Streaming::start(streaming).await?;
+    eprintln!("peapod CRI streaming on http://{}", streaming.addr());
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -71,6 +91,7 @@ pub async fn serve(engine: Arc<Engine>, socket: &Path) -> Result<()> {
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime::Runtime::new(
             engine.clone(),
+            streaming,
         )))
         .add_service(ImageServiceServer::new(images::Images::new(engine)))
         .serve_with_incoming(incoming)

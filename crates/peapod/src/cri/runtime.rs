@@ -13,21 +13,36 @@ use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::events::Events;
+use super::stats::{self, CpuRates};
+use super::streaming::{Pending, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
 use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxView};
 use crate::record::State;
+use crate::server::attach::Session as AttachSession;
+use crate::server::exec::{Session as ExecSession, Wanted};
+use peapod_cri::v1::ContainerEventType as Event;
 
 pub struct Runtime {
     engine: Arc<Engine>,
+    /// The streaming server Exec, Attach and PortForward URLs point at.
+    streaming: Arc<Streaming>,
+    /// GetContainerEvents' source.
+    events: Arc<Events>,
+    /// Previous CPU samples, for the rates in stats.
+    rates: Arc<CpuRates>,
     /// The pod CIDR the kubelet last gave (`UpdateRuntimeConfig`).
     pod_cidr: std::sync::Mutex<Option<String>>,
 }
 
 impl Runtime {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, streaming: Arc<Streaming>) -> Self {
         Self {
+            events: Events::start(engine.clone()),
             engine,
+            streaming,
+            rates: Arc::new(CpuRates::default()),
             pod_cidr: std::sync::Mutex::new(None),
         }
     }
@@ -35,6 +50,108 @@ impl Runtime {
 
 fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("peapod does not implement CRI {rpc} yet"))
+}
+
+/// containerd's checks of the streams an Exec or Attach asks for.
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be true",
+        ));
+    }
+    if !stdin && !stdout && !stderr {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout, or stderr must be set",
+        ));
+    }
+    Ok(())
+}
+
+/// Exec and Attach need a running container.
+fn running(c: &Container) -> Result<(), Status> {
+    if matches!(c.state, State::Running { .. }) {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            c.config.id
+        )))
+    }
+}
+
+/// A container's stats now: its cgroup's CPU and memory, its writable layer.
+fn container_stats_of(
+    engine: &Engine,
+    rates: &CpuRates,
+    c: &Container,
+    r: &CriContainer,
+    now: i64,
+) -> cri::ContainerStats {
+    let running = matches!(c.state, State::Running { .. });
+    let (cpu, mem, _) = if running {
+        stats::read_cgroup(&c.config.cgroups_path)
+    } else {
+        (None, None, None)
+    };
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.config.id.clone(),
+            metadata: Some(container_metadata(r)),
+            labels: hash_map(&r.labels),
+            annotations: hash_map(&r.annotations),
+        }),
+        cpu: Some(rates.usage(&c.config.id, now, cpu)),
+        memory: stats::memory_usage(now, mem),
+        writable_layer: Some(stats::writable_layer(
+            now,
+            &engine.container_dir(&c.config.id).join("upper"),
+        )),
+        swap: None,
+    }
+}
+
+/// A sandbox's stats now: its pod cgroup, its network namespace's eth0, its running
+/// containers.
+fn sandbox_stats_of(
+    engine: &Engine,
+    rates: &CpuRates,
+    v: &SandboxView,
+    containers: &[(Container, CriContainer)],
+    now: i64,
+) -> cri::PodSandboxStats {
+    let cgroup = if v.record.cgroup_parent.is_empty() {
+        engine.pod_cgroup(&v.uid)
+    } else {
+        format!("/{}", v.record.cgroup_parent.trim_matches('/'))
+    };
+    let (cpu, mem, pids) = stats::read_cgroup(&cgroup);
+    let network = match (v.infra_pid(), v.record.network) {
+        (Some(pid), crate::engine_cri::NsMode::Pod) => stats::network_usage(now, pid),
+        _ => None,
+    };
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: v.id.clone(),
+            metadata: Some(sandbox_metadata(&v.record)),
+            labels: hash_map(&v.record.labels),
+            annotations: hash_map(&v.record.annotations),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(rates.usage(&v.id, now, cpu)),
+            memory: stats::memory_usage(now, mem),
+            network,
+            process: Some(cri::ProcessUsage {
+                timestamp: now,
+                process_count: pids.map(|value| cri::UInt64Value { value }),
+            }),
+            containers: containers
+                .iter()
+                .filter(|(c, r)| r.sandbox_id == v.id && matches!(c.state, State::Running { .. }))
+                .map(|(c, r)| container_stats_of(engine, rates, c, r, now))
+                .collect(),
+        }),
+        windows: None,
+    }
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String) -> cri::RuntimeCondition {
@@ -83,7 +200,7 @@ fn sandbox_metadata(r: &CriSandbox) -> cri::PodSandboxMetadata {
     }
 }
 
-fn sandbox_status(v: &SandboxView) -> cri::PodSandboxStatus {
+pub(super) fn sandbox_status(v: &SandboxView) -> cri::PodSandboxStatus {
     let r = &v.record;
     cri::PodSandboxStatus {
         id: v.id.clone(),
@@ -154,7 +271,7 @@ fn image_spec(r: &CriContainer) -> cri::ImageSpec {
     }
 }
 
-fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
+pub(super) fn container_status(c: &Container, r: &CriContainer) -> cri::ContainerStatus {
     let st = c.status.clone().unwrap_or_default();
     let (exit_code, reason) = match c.state {
         State::Exited { code, .. } => {
@@ -320,7 +437,7 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             let config = req
@@ -329,6 +446,8 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_sandbox_from(&config, &req.runtime_handler)
                 .map_err(|e| status_of(&e))?;
+            events.emit(&engine, &id, &id, Event::ContainerCreatedEvent);
+            events.emit(&engine, &id, &id, Event::ContainerStartedEvent);
             Ok(Response::new(cri::RunPodSandboxResponse {
                 pod_sandbox_id: id,
             }))
@@ -340,10 +459,13 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().pod_sandbox_id;
         super::blocking(move || {
             engine.stop_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            if let Ok(Some(v)) = engine.cri_sandbox(&id) {
+                events.emit(&engine, &v.id, &v.id, Event::ContainerStoppedEvent);
+            }
             Ok(Response::new(cri::StopPodSandboxResponse {}))
         })
         .await
@@ -353,10 +475,14 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().pod_sandbox_id;
         super::blocking(move || {
+            let full = engine.cri_sandbox(&id).ok().flatten().map(|v| v.id);
             engine.remove_cri_sandbox(&id).map_err(|e| status_of(&e))?;
+            if let Some(sid) = full {
+                events.emit(&engine, &sid, &sid, Event::ContainerDeletedEvent);
+            }
             Ok(Response::new(cri::RemovePodSandboxResponse {}))
         })
         .await
@@ -441,7 +567,7 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             let config = req
@@ -450,6 +576,9 @@ impl RuntimeService for Runtime {
             let id = engine
                 .create_in_sandbox(&req.pod_sandbox_id, &config)
                 .map_err(|e| status_of(&e))?;
+            if let Ok(Some((_, r))) = engine.cri_container(&id) {
+                events.emit(&engine, &id, &r.sandbox_id, Event::ContainerCreatedEvent);
+            }
             Ok(Response::new(cri::CreateContainerResponse {
                 container_id: id,
             }))
@@ -461,10 +590,10 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().container_id;
         super::blocking(move || {
-            let (c, _) = find_container(&engine, &id)?;
+            let (c, r) = find_container(&engine, &id)?;
             if !matches!(c.state, State::Created) {
                 return Err(Status::failed_precondition(format!(
                     "container {} is in {} state, not created",
@@ -473,6 +602,12 @@ impl RuntimeService for Runtime {
                 )));
             }
             engine.start(&c, false).map_err(|e| status_of(&e))?;
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerStartedEvent,
+            );
             Ok(Response::new(cri::StartContainerResponse {}))
         })
         .await
@@ -482,11 +617,11 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let req = request.into_inner();
         super::blocking(move || {
             // Stopping what is gone is done already (the kubelet retries stops).
-            let Some((c, _)) = engine
+            let Some((c, r)) = engine
                 .cri_container(&req.container_id)
                 .map_err(|e| status_of(&e))?
             else {
@@ -494,6 +629,12 @@ impl RuntimeService for Runtime {
             };
             let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
             engine.stop(&c, timeout).map_err(|e| status_of(&e))?;
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerStoppedEvent,
+            );
             Ok(Response::new(cri::StopContainerResponse {}))
         })
         .await
@@ -503,13 +644,19 @@ impl RuntimeService for Runtime {
         &self,
         request: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        let engine = self.engine.clone();
+        let (engine, events) = (self.engine.clone(), self.events.clone());
         let id = request.into_inner().container_id;
         super::blocking(move || {
-            let Some((c, _)) = engine.cri_container(&id).map_err(|e| status_of(&e))? else {
+            let Some((c, r)) = engine.cri_container(&id).map_err(|e| status_of(&e))? else {
                 return Ok(Response::new(cri::RemoveContainerResponse {}));
             };
             engine.remove(&c, true, true).map_err(|e| status_of(&e))?;
+            events.emit(
+                &engine,
+                &c.config.id,
+                &r.sandbox_id,
+                Event::ContainerDeletedEvent,
+            );
             Ok(Response::new(cri::RemoveContainerResponse {}))
         })
         .await
@@ -598,9 +745,19 @@ impl RuntimeService for Runtime {
 
     async fn update_container_resources(
         &self,
-        _request: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(not_yet("UpdateContainerResources"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        super::blocking(move || {
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            let linux = req.linux.unwrap_or_default();
+            engine
+                .update_cri_resources(&c, &linux)
+                .map_err(|e| status_of(&e))?;
+            Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+        })
+        .await
     }
 
     async fn reopen_container_log(
@@ -652,51 +809,180 @@ impl RuntimeService for Runtime {
 
     async fn exec(
         &self,
-        _request: Request<cri::ExecRequest>,
+        request: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(not_yet("Exec"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+            if req.cmd.is_empty() {
+                return Err(Status::invalid_argument("cmd must not be empty"));
+            }
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            running(&c)?;
+            let cmd = engine
+                .exec_command_for(&c, &req.cmd, req.tty)
+                .map_err(|e| status_of(&e))?;
+            let w = Wanted {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                tty: req.tty,
+            };
+            Ok(Pending::Exec(
+                ExecSession::new(cmd, req.stdin, req.stdout, req.stderr, req.tty),
+                w,
+            ))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn attach(
         &self,
-        _request: Request<cri::AttachRequest>,
+        request: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(not_yet("Attach"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+            let (c, _) = find_container(&engine, &req.container_id)?;
+            running(&c)?;
+            Ok(Pending::Attach(AttachSession {
+                socket: crate::attach::socket_path(&engine.paths.run, &c.config.id),
+                stdin: req.stdin && c.config.open_stdin,
+                stderr: req.stderr,
+                tty: req.tty && c.config.tty,
+            }))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _request: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(not_yet("PortForward"))
+        let engine = self.engine.clone();
+        let req = request.into_inner();
+        let pending = super::blocking(move || {
+            if let Some(bad) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+                return Err(Status::invalid_argument(format!(
+                    "port {bad} is out of range: expected 1-65535"
+                )));
+            }
+            let v = engine
+                .cri_sandbox(&req.pod_sandbox_id)
+                .map_err(|e| status_of(&e))?
+                .ok_or_else(|| {
+                    Status::not_found(format!("sandbox {:?} not found", req.pod_sandbox_id))
+                })?;
+            let pid = v.infra_pid().filter(|_| v.ready()).ok_or_else(|| {
+                Status::failed_precondition(format!("sandbox {} is not running", v.id))
+            })?;
+            let netns = if v.record.network == crate::engine_cri::NsMode::Node {
+                None
+            } else {
+                Some(
+                    v.infra
+                        .as_ref()
+                        .and_then(|i| i.config.netns.clone())
+                        .unwrap_or_else(|| format!("/proc/{pid}/ns/net").into()),
+                )
+            };
+            Ok(Pending::PortForward(netns))
+        })
+        .await?;
+        let url = self.streaming.url_for(pending)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(
         &self,
-        _request: Request<cri::ContainerStatsRequest>,
+        request: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(not_yet("ContainerStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let id = request.into_inner().container_id;
+        super::blocking(move || {
+            let (c, r) = find_container(&engine, &id)?;
+            let stats = container_stats_of(&engine, &rates, &c, &r, nanos(chrono::Utc::now()));
+            Ok(Response::new(cri::ContainerStatsResponse {
+                stats: Some(stats),
+            }))
+        })
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(not_yet("ListContainerStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let now = nanos(chrono::Utc::now());
+            let stats = engine
+                .cri_containers()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|(c, _)| matches!(c.state, State::Running { .. }))
+                .filter(|(c, _)| filter.id.is_empty() || c.config.id.starts_with(&filter.id))
+                .filter(|(_, r)| {
+                    filter.pod_sandbox_id.is_empty()
+                        || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
+                })
+                .filter(|(_, r)| labels_match(&filter.label_selector, &r.labels))
+                .map(|(c, r)| container_stats_of(&engine, &rates, &c, &r, now))
+                .collect();
+            Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<cri::PodSandboxStatsRequest>,
+        request: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(not_yet("PodSandboxStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let id = request.into_inner().pod_sandbox_id;
+        super::blocking(move || {
+            let v = engine
+                .cri_sandbox(&id)
+                .map_err(|e| status_of(&e))?
+                .ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
+            let containers = engine.cri_containers().map_err(|e| status_of(&e))?;
+            let stats =
+                sandbox_stats_of(&engine, &rates, &v, &containers, nanos(chrono::Utc::now()));
+            Ok(Response::new(cri::PodSandboxStatsResponse {
+                stats: Some(stats),
+            }))
+        })
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Err(not_yet("ListPodSandboxStats"))
+        let (engine, rates) = (self.engine.clone(), self.rates.clone());
+        let filter = request.into_inner().filter.unwrap_or_default();
+        super::blocking(move || {
+            let now = nanos(chrono::Utc::now());
+            let containers = engine.cri_containers().map_err(|e| status_of(&e))?;
+            let stats = engine
+                .cri_sandboxes()
+                .map_err(|e| status_of(&e))?
+                .into_iter()
+                .filter(|v| v.ready())
+                .filter(|v| filter.id.is_empty() || v.id.starts_with(&filter.id))
+                .filter(|v| labels_match(&filter.label_selector, &v.record.labels))
+                .map(|v| sandbox_stats_of(&engine, &rates, &v, &containers, now))
+                .collect();
+            Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn checkpoint_container(
@@ -710,7 +996,18 @@ impl RuntimeService for Runtime {
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_yet("GetContainerEvents"))
+        let rx = self.events.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((Ok(ev), rx)),
+                    // A slow reader misses events rather than stalling the others.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_metric_descriptors(

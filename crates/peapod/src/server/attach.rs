@@ -22,11 +22,11 @@ use crate::attach as proto;
 
 /// What the session relays.
 #[derive(Clone)]
-struct Session {
-    socket: std::path::PathBuf,
-    stdin: bool,
-    stderr: bool,
-    tty: bool,
+pub(crate) struct Session {
+    pub(crate) socket: std::path::PathBuf,
+    pub(crate) stdin: bool,
+    pub(crate) stderr: bool,
+    pub(crate) tty: bool,
 }
 
 /// The running container a `pods/attach` request names, and what to relay.
@@ -116,7 +116,7 @@ fn resize_frame(msg: &[u8]) -> Option<Vec<u8>> {
 
 /// Relays between the client (`tx`, `input`) and the container's attach socket until the
 /// container exits (its code becomes the Status) or the client leaves.
-async fn relay(s: Session, tx: mpsc::Sender<Out>, mut input: mpsc::Receiver<In>) {
+pub(crate) async fn relay(s: Session, tx: mpsc::Sender<Out>, mut input: mpsc::Receiver<In>) {
     let unix = match tokio::net::UnixStream::connect(&s.socket).await {
         Ok(u) => u,
         Err(e) => {

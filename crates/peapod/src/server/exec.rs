@@ -25,8 +25,8 @@ use super::api::Q;
 use super::status::ApiError;
 use super::{blocking, AppState};
 
-pub(super) const V5: &str = "v5.channel.k8s.io";
-pub(super) const V4: &str = "v4.channel.k8s.io";
+pub(crate) const V5: &str = "v5.channel.k8s.io";
+pub(crate) const V4: &str = "v4.channel.k8s.io";
 
 /// `pods/portforward`: not served yet, said plainly.
 pub async fn unsupported(req: axum::extract::Request) -> Response {
@@ -64,7 +64,7 @@ pub(super) fn request_container(
 }
 
 /// Sends the final `Status` on channel 3 and a normal close frame.
-pub(super) async fn finish<S>(sink: &mut S, status: Value)
+pub(crate) async fn finish<S>(sink: &mut S, status: Value)
 where
     S: futures::Sink<Message> + Unpin,
 {
@@ -80,12 +80,31 @@ where
 }
 
 /// How a session runs.
-pub(super) struct Session {
+pub(crate) struct Session {
     cmd: std::process::Command,
     stdin: bool,
     stdout: bool,
     stderr: bool,
     tty: bool,
+}
+
+impl Session {
+    /// A session running `cmd` (from `exec_command_for`) with the streams asked for.
+    pub(crate) fn new(
+        cmd: std::process::Command,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        tty: bool,
+    ) -> Self {
+        Self {
+            cmd,
+            stdin,
+            stdout,
+            stderr,
+            tty,
+        }
+    }
 }
 
 /// The process a `pods/exec` request asks for, checked and ready to spawn.
@@ -163,7 +182,7 @@ pub async fn exec_spdy(
 }
 
 /// Refuses a request that is not a SPDY/3.1 upgrade offering `v4.channel.k8s.io`.
-pub(super) fn check_spdy_upgrade(req: &axum::extract::Request) -> Result<(), ApiError> {
+pub(crate) fn check_spdy_upgrade(req: &axum::extract::Request) -> Result<(), ApiError> {
     let upgrade = req
         .headers()
         .get(axum::http::header::UPGRADE)
@@ -192,7 +211,7 @@ pub(super) fn check_spdy_upgrade(req: &axum::extract::Request) -> Result<(), Api
 }
 
 /// The 101 answer to a SPDY upgrade.
-pub(super) fn spdy_switching() -> Response {
+pub(crate) fn spdy_switching() -> Response {
     Response::builder()
         .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
         .header(axum::http::header::CONNECTION, "Upgrade")
@@ -217,7 +236,7 @@ fn take_json_values(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
 
 /// The streams a SPDY client opens for a session.
 #[derive(Clone, Copy)]
-pub(super) struct Wanted {
+pub(crate) struct Wanted {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
@@ -226,7 +245,7 @@ pub(super) struct Wanted {
 
 /// A session over SPDY: waits for the client's streams, then relays between them and
 /// `core` (its `Out` to the streams, the streams' data to its `In`).
-pub(super) async fn over_spdy<T, F, Fut>(io: T, w: Wanted, core: F)
+pub(crate) async fn over_spdy<T, F, Fut>(io: T, w: Wanted, core: F)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     F: FnOnce(mpsc::Sender<Out>, mpsc::Receiver<In>) -> Fut,
@@ -252,7 +271,7 @@ where
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !wanted.iter().all(|w| ids.contains_key(*w)) {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(Event::Opened { stream, kind })) => {
+            Ok(Some(Event::Opened { stream, kind, .. })) => {
                 ids.insert(kind, stream);
             }
             Ok(Some(Event::Gone)) | Ok(None) | Err(_) => return,
@@ -331,7 +350,7 @@ where
     input.abort();
 }
 
-pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
+pub(crate) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -339,7 +358,7 @@ pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
 }
 
 /// The Status on channel 3 for an exit code (or a failure to run).
-pub(super) fn exit_status(code: Result<i32, String>) -> Value {
+pub(crate) fn exit_status(code: Result<i32, String>) -> Value {
     match code {
         Ok(0) => json!({"metadata": {}, "status": "Success"}),
         Ok(n) => json!({
@@ -356,14 +375,14 @@ pub(super) fn exit_status(code: Result<i32, String>) -> Value {
 /// What a session sends its client, whatever the transport (WebSocket channels or SPDY
 /// streams): output on channel 1 (stdout) or 2 (stderr), then the final `Status`.
 #[derive(Debug)]
-pub(super) enum Out {
+pub(crate) enum Out {
     Data(u8, Vec<u8>),
     Status(Value),
 }
 
 /// What the client sends a session: stdin bytes, stdin's end, a terminal size (JSON).
 #[derive(Debug)]
-pub(super) enum In {
+pub(crate) enum In {
     Stdin(Vec<u8>),
     CloseStdin,
     Resize(Vec<u8>),
@@ -422,7 +441,7 @@ fn resize(slave_path: &str, pid: u32, msg: &[u8]) {
 }
 
 /// A session over WebSocket (v5 or v4 channels) with `core`.
-pub(super) async fn over_websocket<F, Fut>(socket: WebSocket, core: F)
+pub(crate) async fn over_websocket<F, Fut>(socket: WebSocket, core: F)
 where
     F: FnOnce(mpsc::Sender<Out>, mpsc::Receiver<In>) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -472,7 +491,7 @@ where
 
 /// Runs the exec: the process (with pipes, or a pty for tty) fed from `input`, its output
 /// and then its exit `Status` to `tx`.
-pub(super) async fn run_session(
+pub(crate) async fn run_session(
     mut s: Session,
     tx: mpsc::Sender<Out>,
     mut input: mpsc::Receiver<In>,

@@ -5,10 +5,10 @@
 //! a small cache only numbers changes (resourceVersion) and feeds watches.
 
 mod api;
-mod attach;
+pub(crate) mod attach;
 mod discovery;
 mod engine_ext;
-mod exec;
+pub(crate) mod exec;
 mod logs;
 mod objects;
 mod others;
@@ -16,7 +16,7 @@ mod patch;
 mod pki;
 mod pods;
 mod select;
-mod spdy;
+pub(crate) mod spdy;
 mod status;
 mod table;
 mod watch;

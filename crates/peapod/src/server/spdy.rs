@@ -13,12 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const VERSION: u16 = 3;
-const SYN_STREAM: u16 = 1;
-const SYN_REPLY: u16 = 2;
-const RST_STREAM: u16 = 3;
+pub const SYN_STREAM: u16 = 1;
+pub const SYN_REPLY: u16 = 2;
+pub const RST_STREAM: u16 = 3;
 const SETTINGS: u16 = 4;
-const PING: u16 = 6;
-const GOAWAY: u16 = 7;
+pub const PING: u16 = 6;
+pub const GOAWAY: u16 = 7;
 const HEADERS: u16 = 8;
 const WINDOW_UPDATE: u16 = 9;
 /// The last frame of a stream in this direction.
@@ -159,7 +159,7 @@ pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Frame> {
     }
 }
 
-fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(8 + payload.len());
     f.extend_from_slice(&(0x8000 | VERSION).to_be_bytes());
     f.extend_from_slice(&kind.to_be_bytes());
@@ -304,8 +304,13 @@ impl<'a> Cursor<'a> {
 /// What the session tells its user.
 #[derive(Debug)]
 pub enum Event {
-    /// The client opened a stream of this `streamtype`.
-    Opened { stream: u32, kind: String },
+    /// The client opened a stream of this `streamtype` (with all its headers, names
+    /// lower-cased: port-forward streams carry `port` and `requestid`).
+    Opened {
+        stream: u32,
+        kind: String,
+        headers: Vec<(String, String)>,
+    },
     /// Data on a stream.
     Data { stream: u32, data: Vec<u8> },
     /// The client finished (or reset) a stream.
@@ -401,7 +406,13 @@ where
                         p.extend(codec.encode(&[]));
                         let _ = out_tx.send(control(SYN_REPLY, 0, &p)).await;
                         kinds.insert(stream, kind.clone());
-                        let _ = ev_tx.send(Event::Opened { stream, kind }).await;
+                        let _ = ev_tx
+                            .send(Event::Opened {
+                                stream,
+                                kind,
+                                headers,
+                            })
+                            .await;
                         if flags & FLAG_FIN != 0 {
                             let _ = ev_tx.send(Event::Closed { stream }).await;
                         }
@@ -502,7 +513,7 @@ mod tests {
             .await
             .unwrap();
         match events.recv().await.unwrap() {
-            Event::Opened { stream, kind } => assert_eq!((stream, kind.as_str()), (1, "stdin")),
+            Event::Opened { stream, kind, .. } => assert_eq!((stream, kind.as_str()), (1, "stdin")),
             e => panic!("{e:?}"),
         }
         match events.recv().await.unwrap() {
