@@ -276,6 +276,9 @@ enum Cmd {
         /// The CRI v1 gRPC socket (default: <run>/cri.sock).
         #[arg(long)]
         cri_socket: Option<PathBuf>,
+        /// Address of the CRI streaming server (exec/attach/port-forward URLs); port 0 picks one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        cri_streaming: std::net::SocketAddr,
     },
     /// Print a kubeconfig for `peapod serve` (its CA and token).
     Kubeconfig {
@@ -505,6 +508,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             listen,
             socket,
             cri_socket,
+            cri_streaming,
         } => {
             drop(out);
             // Recovery at start-up and then every 10 s, beside the server.
@@ -519,6 +523,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     listen,
                     socket,
                     cri_socket,
+                    cri_streaming,
                 },
             )?;
             Ok(0)

@@ -51,18 +51,10 @@ pub(crate) fn status_of(e: &anyhow::Error) -> tonic::Status {
     }
 }
 
-/// Where the streaming server listens by default: loopback, a random port (containerd's
-/// `stream_server_address` and `stream_server_port = "0"`).
-pub const DEFAULT_STREAMING: &str = "127.0.0.1:0";
-
 /// Binds `socket` (root-only) and serves both CRI services, and the streaming server of
-/// Exec, Attach and PortForward on loopback, until the process ends.
-pub async fn serve(engine: Arc<Engine>, socket: &Path) -> Result<()> {
-    let listen = DEFAULT_STREAMING.parse().expect("a valid address");
-    serve_with(engine, socket, listen).await
-}
-
-/// [`serve`] with the streaming server on `streaming` (port 0: a random one).
+/// Exec, Attach and PortForward on `streaming` (`peapod serve --cri-streaming`, default
+/// loopback with a random port, as containerd's `stream_server_port = "0"`), until the
+/// process ends.
 pub async fn serve_with(
     engine: Arc<Engine>,
     socket: &Path,

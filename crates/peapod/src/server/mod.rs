@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub socket: Option<PathBuf>,
     /// The CRI socket (default `<run>/cri.sock`).
     pub cri_socket: Option<PathBuf>,
+    /// Where the CRI streaming server (exec, attach, port-forward URLs) listens.
+    pub cri_streaming: SocketAddr,
 }
 
 /// Runs the server until killed.
@@ -126,12 +128,13 @@ async fn run(engine: Engine, opts: ServeOptions) -> Result<()> {
     {
         let engine = state.engine.clone();
         let path = cri_socket.clone();
+        let streaming = opts.cri_streaming;
         // Bound before serving, so that a second server fails here, not later.
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
             anyhow::bail!("another CRI server is running on {}", path.display());
         }
         tokio::spawn(async move {
-            if let Err(e) = crate::cri::serve(engine, &path).await {
+            if let Err(e) = crate::cri::serve_with(engine, &path, streaming).await {
                 eprintln!("CRI server: {e:#}");
             }
         });
