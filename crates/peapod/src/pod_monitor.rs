@@ -1350,6 +1350,9 @@ impl PodMonitor<'_> {
         let Some(mut r) = self.slots[si].running.take() else {
             return;
         };
+        // What the process wrote just before it exited may still be in the pipes (or the
+        // pty): read it now, bounded, so the log and attached clients get the last lines.
+        drain_streams(&mut r);
         for (_, mut splitter) in std::mem::take(&mut r.streams) {
             let _ = splitter.finish(now, &mut r.log);
         }
@@ -1787,6 +1790,37 @@ impl PodMonitor<'_> {
         }
         self.observed.sandbox_ready = false;
         self.save_observed()
+    }
+}
+
+/// Reads whatever is already waiting on a container's output streams (never blocking: each
+/// read follows a zero-timeout poll), into its log and to its attached clients.
+fn drain_streams(r: &mut RunningContainer) {
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..64 {
+        let mut progressed = false;
+        for (fi, (fd, splitter)) in r.streams.iter_mut().enumerate() {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let readable = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+                && fds[0]
+                    .revents()
+                    .is_some_and(|e| e.contains(PollFlags::POLLIN));
+            if !readable {
+                continue;
+            }
+            if let Ok(n) = nix::unistd::read(fd.as_fd(), &mut buf) {
+                if n > 0 {
+                    progressed = true;
+                    let _ = splitter.feed(&buf[..n], Utc::now(), &mut r.log);
+                    if let Some(hub) = r.hub.as_mut() {
+                        hub.broadcast(r.stream_kinds[fi], &buf[..n]);
+                    }
+                }
+            }
+        }
+        if !progressed {
+            return;
+        }
     }
 }
 
