@@ -44,10 +44,20 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     let bundle = absolute(o.bundle)?;
     let pid_file = o.pid_file.map(absolute).transpose()?;
     let context = format!("creating container {}", o.id);
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config).map_err(|source| Error::Spec {
+        context: format!("reading {}", config.display()),
+        source,
+    })?;
+    // The path libcontainer's saved config will hold.
+    let cgroups_path = libcontainer::utils::get_cgroup_path(
+        &spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+        o.id,
+    );
     // With a cached seccomp filter, libcontainer is given the bundle's spec without the
     // profile (staged in the state root; it reads specs only from a bundle's config.json)
     // and the workload loads the filter where libcontainer would have loaded the profile.
-    let (workload, staged) = match stage_without_seccomp(o.root, o.id, &bundle)? {
+    let (workload, staged) = match stage_without_seccomp(o.root, o.id, &bundle, spec)? {
         Some((filter, staged)) => (
             Workload {
                 seccomp: Some(filter),
@@ -59,6 +69,13 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     let lib_bundle = staged
         .as_ref()
         .map_or(bundle.as_path(), |s| s.dir.as_path());
+    cgroups::join_extra_self(&cgroups_path).map_err(|e| {
+        cgroups::leave_extra(&cgroups_path);
+        Error::Cgroup {
+            context: format!("joining the cgroups of container {}", o.id),
+            message: e.to_string(),
+        }
+    })?;
     let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
         .with_executor(workload)
         .with_root_path(o.root)
@@ -75,23 +92,19 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
                 .build()
         });
     drop(staged);
-    let mut container = built.map_err(Error::container(context.clone()))?;
+    let mut container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            cgroups::leave_extra(&cgroups_path);
+            return Err(Error::container(context)(e));
+        }
+    };
     if container.bundle() != &bundle {
         // The state names the real bundle, as it would have without staging.
         container.state.bundle = bundle;
-        container
-            .save()
-            .map_err(Error::container(context.clone()))?;
+        container.save().map_err(Error::container(context))?;
     }
-    state::record_init_start(&container)?;
-    if let Some(pid) = container.pid() {
-        let config = container.spec().map_err(Error::container(context))?;
-        cgroups::join_extra(&config.cgroup_path, pid.as_raw()).map_err(|e| Error::Cgroup {
-            context: format!("joining the cgroups of container {}", o.id),
-            message: e.to_string(),
-        })?;
-    }
-    Ok(())
+    state::record_init_start(&container)
 }
 
 /// A copy of a bundle's config.json for libcontainer, removed on drop.
@@ -113,12 +126,8 @@ fn stage_without_seccomp(
     root: &Path,
     id: &str,
     bundle: &Path,
+    mut spec: Spec,
 ) -> Result<Option<(seccomp::Filter, StagedBundle)>, Error> {
-    let config = bundle.join("config.json");
-    let mut spec = Spec::load(&config).map_err(|source| Error::Spec {
-        context: format!("reading {}", config.display()),
-        source,
-    })?;
     let Some(profile) = seccomp::cacheable(&spec).filter(|_| spec.hooks().is_none()) else {
         return Ok(None);
     };
@@ -443,9 +452,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
         let spec = bundle_with(bundle.path(), false);
-        let (filter, staged) = stage_without_seccomp(root.path(), "c1", bundle.path())
-            .unwrap()
-            .expect("a profile the cache serves");
+        let (filter, staged) =
+            stage_without_seccomp(root.path(), "c1", bundle.path(), spec.clone())
+                .unwrap()
+                .expect("a profile the cache serves");
         assert_eq!(staged.dir, root.path().join(".bundles/c1"));
         let profile = spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
         assert_eq!(filter.program, seccomp::compile(profile).unwrap());
@@ -469,10 +479,12 @@ mod tests {
     fn specs_with_hooks_are_not_staged() {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
-        bundle_with(bundle.path(), true);
-        assert!(stage_without_seccomp(root.path(), "c1", bundle.path())
-            .unwrap()
-            .is_none());
+        let spec = bundle_with(bundle.path(), true);
+        assert!(
+            stage_without_seccomp(root.path(), "c1", bundle.path(), spec)
+                .unwrap()
+                .is_none()
+        );
         assert!(!root.path().join(".bundles").exists());
     }
 }
