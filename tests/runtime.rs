@@ -253,6 +253,18 @@ fn seccomp_filter_is_compiled_once_and_loaded_from_the_cache() {
     assert!(!ok && err.contains("Operation not permitted"), "{err}");
     assert_eq!(std::fs::read(&program).unwrap(), compiled);
 
-    p.ok(&["rm", "-f", "first", "second"]);
+    // A create that fails (in the container's init) leaves no cgroup, state or staged
+    // bundle behind, although `create` joined the named hierarchies before forking.
+    let (code, err) = p.fails(&["run", "--name", "bad", "busybox", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    let bad = p.inspect("bad")["Id"].as_str().unwrap().to_owned();
+    assert!(p.cgroup_dirs(&bad).is_empty(), "{:?}", p.cgroup_dirs(&bad));
+    assert!(!runtime_states(&p).contains(&bad));
+    assert!(
+        std::fs::read_dir(&staged).map_or(true, |mut d| d.next().is_none()),
+        "{staged:?} not empty"
+    );
+
+    p.ok(&["rm", "-f", "first", "second", "bad"]);
     assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
 }
