@@ -202,7 +202,7 @@ fn seccomp_filter_is_compiled_once_and_loaded_from_the_cache() {
     let program = programs[0].clone();
     let compiled = std::fs::read(&program).unwrap();
     assert!(
-        !compiled.is_empty() && compiled.len() % 8 == 0,
+        !compiled.is_empty() && compiled.len().is_multiple_of(8),
         "{}",
         compiled.len()
     );
@@ -225,7 +225,7 @@ fn seccomp_filter_is_compiled_once_and_loaded_from_the_cache() {
 
     // A second container with the same profile loads the same file: not compiled again.
     p.ok(&["run", "-d", "--name", "second", "busybox", "sleep", "1000"]);
-    assert_eq!(cached_programs(&p), [program.clone()]);
+    assert_eq!(cached_programs(&p), std::slice::from_ref(&program));
     assert_eq!(std::fs::metadata(&program).unwrap().ino(), inode);
     let status = p.ok(&["exec", "second", "cat", "/proc/1/status"]);
     assert_eq!(field(&status, "Seccomp:"), "2", "{status}");

@@ -90,7 +90,10 @@ pub fn cache_path(state_root: &Path, profile: &LinuxSeccomp) -> Result<PathBuf, 
 }
 
 fn whole_instructions(program: &[u8]) -> bool {
-    !program.is_empty() && program.len() % peapod_sys::BPF_INSTRUCTION_SIZE == 0
+    !program.is_empty()
+        && program
+            .len()
+            .is_multiple_of(peapod_sys::BPF_INSTRUCTION_SIZE)
 }
 
 /// sha256 over what the generated program depends on.

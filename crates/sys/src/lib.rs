@@ -105,7 +105,7 @@ pub mod seccomp_flags {
 /// no_new_privs set. With `TSYNC`, a thread that cannot be synchronised is `ESRCH`.
 pub fn seccomp_set_mode_filter(program: &[u8], flags: u32) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
-    if program.is_empty() || program.len() % BPF_INSTRUCTION_SIZE != 0 {
+    if program.is_empty() || !program.len().is_multiple_of(BPF_INSTRUCTION_SIZE) {
         return Err(Error::new(
             ErrorKind::InvalidData,
             format!(
