@@ -127,17 +127,7 @@ fn version_status_and_runtime_config() {
                 .unwrap_or_else(|| panic!("no {want} in {conditions:?}"));
             assert!(c.status, "{c:?}");
         }
-        // The runtime the harness chose: the built-in one (a link named peapod-runtime)
-        // unless PEAPOD_TEST_RUNTIME names another.
-        let runtime = match std::env::var("PEAPOD_TEST_RUNTIME") {
-            Ok(r) if r != "peapod" && r != "builtin" => r,
-            _ => "peapod-runtime".to_owned(),
-        };
-        assert!(
-            status.info["config"].contains(&runtime),
-            "{runtime}: {:?}",
-            status.info
-        );
+        assert!(status.info["config"].contains("runc"), "{:?}", status.info);
         let config = rs
             .runtime_config(cri::RuntimeConfigRequest {})
             .await
