@@ -1,7 +1,8 @@
 //! The built-in OCI runtime (`runtime = "peapod"`: the peapod binary re-executed as
 //! `peapod-runtime`) end to end, as root, whatever `PEAPOD_TEST_RUNTIME` says: a container's
 //! run, exec, stop and rm; a two-container tty pod reaching Running; a foreground tty; the
-//! seccomp profile in the init and in exec'd processes. The whole `containers` and `pods`
+//! seccomp profile in the init and in exec'd processes, compiled once and loaded from the
+//! state root's cache. The whole `containers` and `pods`
 //! suites run against it with `PEAPOD_TEST_RUNTIME=peapod`.
 
 mod common;
@@ -167,4 +168,103 @@ fn two_container_tty_pod_runs_and_is_deleted() {
     common::eventually(Duration::from_secs(10), "runtime state removed", || {
         runtime_states(&p).is_empty().then_some(())
     });
+}
+
+/// The compiled seccomp programs in the runtime's cache.
+fn cached_programs(p: &Peapod) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(p.root.join("run/runtime/.seccomp"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "bpf"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `unshare -U` needs no capability (an unprivileged user namespace), so only seccomp
+/// (Docker's profile allows `unshare` with CAP_SYS_ADMIN only) makes it fail.
+fn unshare_user_ns(p: &Peapod, container: &str) -> (bool, String) {
+    let o = p.run(&["exec", container, "unshare", "-U", "true"]);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn seccomp_filter_is_compiled_once_and_loaded_from_the_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let p = builtin();
+    p.ok(&["run", "-d", "--name", "first", "busybox", "sleep", "1000"]);
+    let programs = cached_programs(&p);
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let program = programs[0].clone();
+    let compiled = std::fs::read(&program).unwrap();
+    assert!(
+        !compiled.is_empty() && compiled.len().is_multiple_of(8),
+        "{}",
+        compiled.len()
+    );
+    let inode = std::fs::metadata(&program).unwrap().ino();
+    // No staged bundle outlives its create.
+    let staged = p.root.join("run/runtime/.bundles");
+    assert!(
+        std::fs::read_dir(&staged).map_or(true, |mut d| d.next().is_none()),
+        "{staged:?} not empty"
+    );
+
+    let (ok, err) = unshare_user_ns(&p, "first");
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    let o = p.run(&["run", "--rm", "busybox", "unshare", "-U", "true"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("Operation not permitted"),
+        "{err}"
+    );
+
+    // A second container with the same profile loads the same file: not compiled again.
+    p.ok(&["run", "-d", "--name", "second", "busybox", "sleep", "1000"]);
+    assert_eq!(cached_programs(&p), std::slice::from_ref(&program));
+    assert_eq!(std::fs::metadata(&program).unwrap().ino(), inode);
+    let status = p.ok(&["exec", "second", "cat", "/proc/1/status"]);
+    assert_eq!(field(&status, "Seccomp:"), "2", "{status}");
+
+    // What the file holds is what containers get: an allow-all program in its place (one
+    // instruction, `BPF_RET|BPF_K SECCOMP_RET_ALLOW`) lets the user namespace through, in
+    // an exec and in a new container's init.
+    let allow_all: Vec<u8> = [
+        0x06u16.to_ne_bytes().as_slice(),
+        &[0, 0],
+        &0x7fff_0000u32.to_ne_bytes(),
+    ]
+    .concat();
+    let tmp = program.with_extension("tmp");
+    std::fs::write(&tmp, &allow_all).unwrap();
+    std::fs::rename(&tmp, &program).unwrap();
+    let (ok, err) = unshare_user_ns(&p, "first");
+    assert!(ok, "{err}");
+    let o = p.run(&["run", "--rm", "busybox", "unshare", "-U", "true"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Without the file the profile is compiled again, to the same program.
+    std::fs::remove_file(&program).unwrap();
+    let (ok, err) = unshare_user_ns(&p, "first");
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    assert_eq!(std::fs::read(&program).unwrap(), compiled);
+
+    // A create that fails (in the container's init) leaves no cgroup, state or staged
+    // bundle behind, although `create` joined the named hierarchies before forking.
+    let (code, err) = p.fails(&["run", "--name", "bad", "busybox", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    let bad = p.inspect("bad")["Id"].as_str().unwrap().to_owned();
+    assert!(p.cgroup_dirs(&bad).is_empty(), "{:?}", p.cgroup_dirs(&bad));
+    assert!(!runtime_states(&p).contains(&bad));
+    assert!(
+        std::fs::read_dir(&staged).map_or(true, |mut d| d.next().is_none()),
+        "{staged:?} not empty"
+    );
+
+    p.ok(&["rm", "-f", "first", "second", "bad"]);
+    assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
 }

@@ -52,13 +52,37 @@ fn is_managed(hierarchy: &str) -> bool {
     hierarchy.split(',').any(|c| CONTROLLERS.contains(&c))
 }
 
-/// Puts `pid` into the container's cgroup of every hierarchy `libcgroups` left out.
-pub fn join_extra(cgroups_path: &Path, pid: i32) -> std::io::Result<()> {
+/// Puts the calling process into the container's cgroup of every hierarchy `libcgroups`
+/// leaves out, before the container's processes are forked: they inherit the membership.
+///
+/// Done before libcontainer moves its intermediate process into the other hierarchies,
+/// the kernel's cgroup v1 migrations come in one burst, which pays the writer side of
+/// `cgroup_threadgroup_rwsem` (an RCU grace period, about 8–10 ms) once instead of twice.
+/// The calling process is `create`'s, which exits right after; [`leave_extra`] undoes this
+/// when the create fails.
+pub fn join_extra_self(cgroups_path: &Path) -> std::io::Result<()> {
     for dir in extra_dirs(cgroups_path) {
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())?;
     }
     Ok(())
+}
+
+/// After a failed create: moves the calling process to the root of those hierarchies and
+/// removes the container's cgroups there.
+pub fn leave_extra(cgroups_path: &Path) {
+    let relative = cgroups_path.to_string_lossy();
+    let relative = relative.trim_start_matches('/');
+    for dir in extra_dirs(cgroups_path) {
+        let root = dir
+            .to_string_lossy()
+            .strip_suffix(relative)
+            .map(PathBuf::from);
+        if let Some(root) = root {
+            let _ = std::fs::write(root.join("cgroup.procs"), std::process::id().to_string());
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
 }
 
 /// Removes those cgroups (empty once the container's processes are gone).

@@ -13,7 +13,10 @@ use nix::sys::signal::Signal;
 
 use crate::state::{self, StateDocument, Status};
 use crate::workload::Workload;
-use crate::{cgroups, console, Error};
+use crate::{cgroups, console, seccomp, Error};
+
+/// Where `create` stages bundles for libcontainer (see [`stage_without_seccomp`]).
+const STAGED_BUNDLES: &str = ".bundles";
 
 /// `create`'s arguments.
 pub struct CreateOptions<'a> {
@@ -41,8 +44,40 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     let bundle = absolute(o.bundle)?;
     let pid_file = o.pid_file.map(absolute).transpose()?;
     let context = format!("creating container {}", o.id);
-    let container = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
-        .with_executor(Workload::default())
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config).map_err(|source| Error::Spec {
+        context: format!("reading {}", config.display()),
+        source,
+    })?;
+    // The path libcontainer's saved config will hold.
+    let cgroups_path = libcontainer::utils::get_cgroup_path(
+        &spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+        o.id,
+    );
+    // With a cached seccomp filter, libcontainer is given the bundle's spec without the
+    // profile (staged in the state root; it reads specs only from a bundle's config.json)
+    // and the workload loads the filter where libcontainer would have loaded the profile.
+    let (workload, staged) = match stage_without_seccomp(o.root, o.id, &bundle, spec)? {
+        Some((filter, staged)) => (
+            Workload {
+                seccomp: Some(filter),
+            },
+            Some(staged),
+        ),
+        None => (Workload::default(), None),
+    };
+    let lib_bundle = staged
+        .as_ref()
+        .map_or(bundle.as_path(), |s| s.dir.as_path());
+    cgroups::join_extra_self(&cgroups_path).map_err(|e| {
+        cgroups::leave_extra(&cgroups_path);
+        Error::Cgroup {
+            context: format!("joining the cgroups of container {}", o.id),
+            message: e.to_string(),
+        }
+    })?;
+    let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
+        .with_executor(workload)
         .with_root_path(o.root)
         .and_then(|b| b.with_pid_file(pid_file))
         .map(|b| {
@@ -51,21 +86,72 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
         })
         .and_then(|b| b.validate_id())
         .and_then(|b| {
-            b.as_init(&bundle)
+            b.as_init(lib_bundle)
                 .with_systemd(false)
                 .with_detach(true)
                 .build()
-        })
-        .map_err(Error::container(context.clone()))?;
-    state::record_init_start(&container)?;
-    if let Some(pid) = container.pid() {
-        let config = container.spec().map_err(Error::container(context))?;
-        cgroups::join_extra(&config.cgroup_path, pid.as_raw()).map_err(|e| Error::Cgroup {
-            context: format!("joining the cgroups of container {}", o.id),
-            message: e.to_string(),
-        })?;
+        });
+    drop(staged);
+    let mut container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            cgroups::leave_extra(&cgroups_path);
+            return Err(Error::container(context)(e));
+        }
+    };
+    if container.bundle() != &bundle {
+        // The state names the real bundle, as it would have without staging.
+        container.state.bundle = bundle;
+        container.save().map_err(Error::container(context))?;
     }
-    Ok(())
+    state::record_init_start(&container)
+}
+
+/// A copy of a bundle's config.json for libcontainer, removed on drop.
+struct StagedBundle {
+    dir: PathBuf,
+}
+
+impl Drop for StagedBundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// For a spec whose profile can come from the cache ([`seccomp::cacheable`]) and that has no
+/// hooks (they would be handed the staged bundle's path): the filter, and a bundle (in
+/// `<root>/.bundles/<id>`) whose config.json is the spec without the profile and with an
+/// absolute root path. None: libcontainer applies the spec as it is.
+fn stage_without_seccomp(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    mut spec: Spec,
+) -> Result<Option<(seccomp::Filter, StagedBundle)>, Error> {
+    let Some(profile) = seccomp::cacheable(&spec).filter(|_| spec.hooks().is_none()) else {
+        return Ok(None);
+    };
+    let filter = seccomp::prepare(root, profile)?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(None);
+    }
+    if let Some(r) = spec.root_mut() {
+        if r.path().is_relative() {
+            let path = bundle.join(r.path());
+            r.set_path(path);
+        }
+    }
+    let dir = root.join(STAGED_BUNDLES).join(id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io("create directory", &dir, e))?;
+    let staged = StagedBundle { dir };
+    let path = staged.dir.join("config.json");
+    let json = serde_json::to_vec(&spec).expect("a spec serializes");
+    std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))?;
+    Ok(Some((filter, staged)))
 }
 
 /// `start`: runs the user process of a created container.
@@ -279,7 +365,7 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
         .map(|l| l.path().to_owned())
         .or_else(|| o.console_socket.map(Path::to_owned));
     let workload = Workload {
-        exec_seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        seccomp: exec_seccomp(o.root, &spec)?,
     };
     let pid_file = o.pid_file.map(absolute).transpose()?;
     let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
@@ -306,6 +392,99 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
     console::wait_forwarding(nix::unistd::Pid::from_raw(pid.as_raw()), pty)
 }
 
+/// The filter of an exec'd process: the container's profile from the cache. A profile the
+/// cache cannot serve is refused rather than left unapplied.
+fn exec_seccomp(root: &Path, spec: &Spec) -> Result<Option<seccomp::Filter>, Error> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    if seccomp::cacheable(spec).is_none() {
+        return Err(Error::SeccompProfile {
+            message: "an exec'd process gets the container's profile only with \
+                      process.noNewPrivileges and without notify actions"
+                .into(),
+        });
+    }
+    seccomp::prepare(root, profile).map(Some)
+}
+
 fn absolute(p: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use libcontainer::oci_spec::runtime::{
+        HookBuilder, HooksBuilder, LinuxBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
+    };
+
+    use super::*;
+
+    fn bundle_with(dir: &Path, hooks: bool) -> Spec {
+        let mut process = ProcessBuilder::default().build().unwrap();
+        process.set_no_new_privileges(Some(true));
+        let mut spec = SpecBuilder::default()
+            .root(RootBuilder::default().path("rootfs").build().unwrap())
+            .process(process)
+            .linux(
+                LinuxBuilder::default()
+                    .seccomp(seccomp::tests::docker())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        if hooks {
+            let hook = HookBuilder::default().path("/bin/true").build().unwrap();
+            spec.set_hooks(Some(
+                HooksBuilder::default()
+                    .prestart(vec![hook])
+                    .build()
+                    .unwrap(),
+            ));
+        }
+        spec.save(dir.join("config.json")).unwrap();
+        spec
+    }
+
+    #[test]
+    fn the_staged_bundle_is_the_spec_without_its_profile() {
+        let root = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        let spec = bundle_with(bundle.path(), false);
+        let (filter, staged) =
+            stage_without_seccomp(root.path(), "c1", bundle.path(), spec.clone())
+                .unwrap()
+                .expect("a profile the cache serves");
+        assert_eq!(staged.dir, root.path().join(".bundles/c1"));
+        let profile = spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(filter.program, seccomp::compile(profile).unwrap());
+
+        let mut expected = spec.clone();
+        expected.linux_mut().as_mut().unwrap().set_seccomp(None);
+        expected
+            .root_mut()
+            .as_mut()
+            .unwrap()
+            .set_path(bundle.path().join("rootfs"));
+        let got = Spec::load(staged.dir.join("config.json")).unwrap();
+        assert_eq!(got, expected);
+
+        let dir = staged.dir.clone();
+        drop(staged);
+        assert!(!dir.exists(), "the staged bundle is removed");
+    }
+
+    #[test]
+    fn specs_with_hooks_are_not_staged() {
+        let root = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        let spec = bundle_with(bundle.path(), true);
+        assert!(
+            stage_without_seccomp(root.path(), "c1", bundle.path(), spec)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!root.path().join(".bundles").exists());
+    }
 }

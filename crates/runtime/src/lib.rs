@@ -12,6 +12,7 @@
 mod cgroups;
 mod commands;
 mod console;
+pub mod seccomp;
 mod state;
 mod workload;
 
@@ -55,7 +56,9 @@ pub enum Error {
     #[error("unknown signal {0:?}")]
     BadSignal(String),
     /// An invalid container id.
-    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.'")]
+    #[error(
+        "invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.', not first '.'"
+    )]
     BadId(String),
     /// A `--env` value without `=`.
     #[error("invalid --env {0:?}: expected KEY=VALUE")]
@@ -97,6 +100,21 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// libseccomp failed compiling the container's seccomp profile.
+    #[error("{context}: {source}")]
+    Seccomp {
+        /// What was being done.
+        context: String,
+        /// libseccomp's error.
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    /// The seccomp profile has a value libseccomp cannot take.
+    #[error("invalid seccomp profile: {message}")]
+    SeccompProfile {
+        /// What is wrong.
+        message: String,
+    },
     /// The bundle's config.json could not be read or the process file written.
     #[error("{context}: {source}")]
     Spec {
@@ -119,6 +137,11 @@ impl Error {
 
     fn sys(op: &'static str, source: nix::Error) -> Self {
         Self::Sys { op, source }
+    }
+
+    fn seccomp(context: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> Self {
+        let context = context.into();
+        move |source| Self::Seccomp { context, source }
     }
 
     fn container(

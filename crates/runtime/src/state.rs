@@ -58,9 +58,9 @@ pub struct StateDocument {
 
 /// The container's state directory, checked to exist and the id to be a plain name.
 pub fn container_dir(root: &Path, id: &str) -> Result<PathBuf, Error> {
+    // A leading '.' is the runtime's own files' (the seccomp cache, the staged bundles).
     let valid = !id.is_empty()
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn ids_are_plain_names() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
+        for bad in ["", ".", "..", ".seccomp", "a/b", "../x", "a b"] {
             assert!(
                 matches!(container_dir(dir.path(), bad), Err(Error::BadId(_))),
                 "{bad:?}"

@@ -7,16 +7,21 @@ use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
-/// Runs `process.args` of the spec.
+use crate::seccomp::Filter;
+
+/// Runs `process.args` of the spec, confined by a ready seccomp filter when given one.
 #[derive(Debug, Clone, Default)]
 pub struct Workload {
-    /// For an `exec`: the container's seccomp profile, loaded right before the exec.
-    /// libcontainer builds an exec'd process's spec without the container's seccomp
-    /// profile, where runc applies it to every process of the container.
-    pub exec_seccomp: Option<LinuxSeccomp>,
+    /// The container's seccomp filter, loaded in [`Executor::validate`]: the step right
+    /// after the one where libcontainer loads a profile itself (with no_new_privileges, as
+    /// close to the exec as the start handshake allows). For a create, the spec
+    /// libcontainer sees then has no profile (see `commands::create`); for an `exec`,
+    /// libcontainer builds the process's spec without the container's profile, where runc
+    /// applies it to every process of the container.
+    pub seccomp: Option<Filter>,
 }
 
 /// Why a program cannot be run.
@@ -97,6 +102,11 @@ fn path_var(spec: &Spec) -> Option<String> {
 
 impl Executor for Workload {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        if let Some(filter) = &self.seccomp {
+            filter
+                .load()
+                .map_err(ExecutorValidationError::ArgValidationError)?;
+        }
         let args = args(spec).ok_or_else(|| {
             ExecutorValidationError::ArgValidationError("process.args must not be empty".into())
         })?;
@@ -116,30 +126,9 @@ impl Executor for Workload {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ExecutorError::InvalidArg)?;
-        if let Some(seccomp) = &self.exec_seccomp {
-            load_seccomp(seccomp).map_err(ExecutorError::Other)?;
-        }
         // The environment was set up by libcontainer (`setup_envs`) from process.env.
         let err = nix::unistd::execv(&program, &argv).unwrap_err();
         Err(ExecutorError::Other(format!("exec: {:?}: {err}", args[0])))
-    }
-}
-
-/// Loads the seccomp filter into this (already unprivileged) process: possible with
-/// no_new_privileges, which peapod's specs always set; without it the exec is refused rather
-/// than run unconfined.
-fn load_seccomp(seccomp: &LinuxSeccomp) -> Result<(), String> {
-    if !nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
-        return Err(
-            "the container's seccomp profile cannot be applied to an exec'd process without \
-             process.noNewPrivileges"
-                .into(),
-        );
-    }
-    match libcontainer::seccomp::initialize_seccomp(seccomp) {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => Err("seccomp notify actions are not supported for exec'd processes".into()),
-        Err(e) => Err(format!("loading the seccomp profile: {}", crate::chain(&e))),
     }
 }
 

@@ -80,3 +80,76 @@ pub fn reset_signals() {
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
+
+/// The size of one classic BPF instruction (`struct sock_filter`), as `seccomp_export_bpf`
+/// writes them: `code` (u16), `jt`, `jf` (u8), `k` (u32), in native byte order.
+pub const BPF_INSTRUCTION_SIZE: usize = 8;
+
+/// `seccomp(2)`'s filter flags this wrapper passes through.
+pub mod seccomp_flags {
+    /// `SECCOMP_FILTER_FLAG_TSYNC`: every thread of the process gets the filter.
+    pub const TSYNC: u32 = libc::SECCOMP_FILTER_FLAG_TSYNC as u32;
+    /// `SECCOMP_FILTER_FLAG_LOG`: log every action but `SECCOMP_RET_ALLOW`.
+    pub const LOG: u32 = libc::SECCOMP_FILTER_FLAG_LOG as u32;
+    /// `SECCOMP_FILTER_FLAG_SPEC_ALLOW`: keep speculative store bypass mitigation off.
+    pub const SPEC_ALLOW: u32 = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32;
+    /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19).
+    pub const WAIT_KILLABLE_RECV: u32 = 1 << 5;
+}
+
+/// Installs a classic BPF seccomp filter on the calling thread:
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`, the call libseccomp's `seccomp_load`
+/// makes with the program `seccomp_export_bpf` writes (`program`: whole instructions).
+///
+/// The kernel checks the program; without `CAP_SYS_ADMIN` the thread must have
+/// no_new_privs set. With `TSYNC`, a thread that cannot be synchronised is `ESRCH`.
+pub fn seccomp_set_mode_filter(program: &[u8], flags: u32) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    if program.is_empty() || !program.len().is_multiple_of(BPF_INSTRUCTION_SIZE) {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "a seccomp program of {} bytes is not whole BPF instructions",
+                program.len()
+            ),
+        ));
+    }
+    let filter: Vec<libc::sock_filter> = program
+        .chunks_exact(BPF_INSTRUCTION_SIZE)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let len = u16::try_from(filter.len()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "a seccomp program of {} instructions is too long",
+                filter.len()
+            ),
+        )
+    })?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `len` initialised `sock_filter`s in `filter`, which outlives
+    // the call; the kernel only reads (and copies) the program, validating it before use.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::c_ulong::from(flags),
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        // With TSYNC, the id of a thread that could not be synchronised (libseccomp's ESRCH).
+        rc if rc > 0 => Err(Error::from_raw_os_error(libc::ESRCH)),
+        _ => Err(Error::last_os_error()),
+    }
+}
