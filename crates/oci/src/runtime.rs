@@ -366,8 +366,18 @@ fn builtin_link(state_root: &Path) -> PathBuf {
 }
 
 /// Points `link` at the running executable (replacing a link to another one atomically).
+/// The path a running executable was started from, also after it was replaced on disk
+/// (an upgrade, a rebuild): Linux then names it `<path> (deleted)`, and the new file at
+/// `<path>` is the one later commands run.
+fn installed_path(exe: &Path) -> PathBuf {
+    exe.to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map_or_else(|| exe.to_path_buf(), PathBuf::from)
+}
+
 fn link_builtin(link: &Path) -> Result<(), RuntimeError> {
     let exe = std::env::current_exe()
+        .map(|p| installed_path(&p))
         .and_then(std::fs::canonicalize)
         .map_err(|e| RuntimeError::Spawn("locating the peapod executable".into(), e))?;
     if std::fs::read_link(link).is_ok_and(|target| target == exe) {
@@ -517,6 +527,19 @@ impl ConsoleSocket {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_replaced_executable_is_named_by_its_path() {
+        assert_eq!(
+            installed_path(Path::new("/usr/bin/peapod (deleted)")),
+            PathBuf::from("/usr/bin/peapod")
+        );
+        assert_eq!(
+            installed_path(Path::new("/usr/bin/peapod")),
+            PathBuf::from("/usr/bin/peapod")
+        );
+    }
+
     use std::fs;
 
     use super::*;

@@ -1356,9 +1356,9 @@ impl PodMonitor<'_> {
         for (_, mut splitter) in std::mem::take(&mut r.streams) {
             let _ = splitter.finish(now, &mut r.log);
         }
-        if let Some(hub) = r.hub.take() {
-            hub.exit(code);
-        }
+        // The attach socket goes only once the exit is on record (below), so that a reader
+        // never sees a running container without one.
+        let hub = r.hub.take();
         let _ = r.log.sync_data();
         r.status.exit_code = Some(code);
         r.status.finished_at = Some(now);
@@ -1368,6 +1368,9 @@ impl PodMonitor<'_> {
             r.status.error = Some("OOMKilled".into());
         }
         let _ = peapod_store::write_json(&dir.join("status.json"), &r.status);
+        if let Some(hub) = hub {
+            hub.exit(code);
+        }
         let runtime = Runtime {
             binary: r.config.runtime.clone(),
             state_root: self.engine.paths.runtime_state(),

@@ -500,7 +500,9 @@ impl Engine {
             Err(e) => removed.push(format!("(failed) network: {e}")),
         }
         for (name, _) in dir_entries(&self.paths.runtime_state()) {
-            if !has_container(&name) {
+            // Dot entries are the built-in runtime's own (its link, seccomp cache, staged
+            // bundles), never a container.
+            if !name.starts_with('.') && !has_container(&name) {
                 if let Ok(rt) = peapod_oci::runtime::Runtime::resolve(
                     self.runtime_override
                         .as_deref()
