@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use super::api::Q;
 use super::exec::{
-    check_spdy_upgrade, exit_status, over_spdy, over_websocket, request_container, spdy_switching,
-    In, Out, Wanted, V4, V5,
+    check_spdy_upgrade, exit_status, over_websocket, request_container, upgrade_to_spdy, In, Out,
+    Wanted, V4, V5,
 };
 use super::status::ApiError;
 use super::{blocking, AppState};
@@ -86,22 +86,13 @@ pub async fn attach_spdy(
 ) -> Result<Response, ApiError> {
     check_spdy_upgrade(&req)?;
     let s = session_for(&st, ns, name, &q).await?;
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        if let Ok(upgraded) = on_upgrade.await {
-            let w = Wanted {
-                stdin: s.stdin,
-                stdout: true,
-                stderr: s.stderr,
-                tty: s.tty,
-            };
-            over_spdy(hyper_util::rt::TokioIo::new(upgraded), w, move |tx, rx| {
-                relay(s, tx, rx)
-            })
-            .await;
-        }
-    });
-    Ok(spdy_switching())
+    let w = Wanted {
+        stdin: s.stdin,
+        stdout: true,
+        stderr: s.stderr,
+        tty: s.tty,
+    };
+    Ok(upgrade_to_spdy(&mut req, w, move |tx, rx| relay(s, tx, rx)))
 }
 
 /// A channel-4 size (`{"Width":…,"Height":…}`) as an attach resize frame.

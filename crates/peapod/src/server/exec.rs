@@ -163,22 +163,34 @@ pub async fn exec_spdy(
 ) -> Result<Response, ApiError> {
     check_spdy_upgrade(&req)?;
     let session = session_for(&st, ns, name, &q).await?;
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let w = Wanted {
+        stdin: session.stdin,
+        stdout: session.stdout,
+        stderr: session.stderr,
+        tty: session.tty,
+    };
+    Ok(upgrade_to_spdy(&mut req, w, move |tx, rx| {
+        run_session(session, tx, rx)
+    }))
+}
+
+/// Answers a checked SPDY upgrade with 101 and runs `core` over the upgraded connection.
+pub(crate) fn upgrade_to_spdy<F, Fut>(
+    req: &mut axum::extract::Request,
+    w: Wanted,
+    core: F,
+) -> Response
+where
+    F: FnOnce(mpsc::Sender<Out>, mpsc::Receiver<In>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            let w = Wanted {
-                stdin: session.stdin,
-                stdout: session.stdout,
-                stderr: session.stderr,
-                tty: session.tty,
-            };
-            over_spdy(hyper_util::rt::TokioIo::new(upgraded), w, |tx, rx| {
-                run_session(session, tx, rx)
-            })
-            .await;
+            over_spdy(hyper_util::rt::TokioIo::new(upgraded), w, core).await;
         }
     });
-    Ok(spdy_switching())
+    spdy_switching()
 }
 
 /// Refuses a request that is not a SPDY/3.1 upgrade offering `v4.channel.k8s.io`.
