@@ -31,14 +31,20 @@ fn pull_by_cli_and_by_pods() {
     assert_eq!(again.trim(), reference);
     assert!(p.ok(&["images"]).contains(&format!("{addr}/tools/bb")));
 
-    // A pod with imagePullPolicy Always pulls (Pulling/Pulled events) and runs.
+    // A pod with imagePullPolicy Always pulls (Pulling/Pulled events) and runs; a pull
+    // secret that does not exist is reported, and the pull goes ahead without it.
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pulled\nspec:\n  containers:\n  - name: app\n    image: {addr}/tools/bb:1.0\n    imagePullPolicy: Always\n    command: [\"sleep\", \"1000\"]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pulled\nspec:\n  imagePullSecrets:\n  - name: nowhere\n  containers:\n  - name: app\n    image: {addr}/tools/bb:1.0\n    imagePullPolicy: Always\n    command: [\"sleep\", \"1000\"]\n"
     );
     p.ok(&["apply", "--wait", "-f", &manifest(&p, "pulled.yaml", &pod)]);
     let describe = p.ok(&["describe", "pod", "pulled"]);
     assert!(
         describe.contains("Pulling") && describe.contains("Successfully pulled image"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("FailedToRetrieveImagePullSecret")
+            && describe.contains("Unable to retrieve some image pull secrets (nowhere)"),
         "{describe}"
     );
 

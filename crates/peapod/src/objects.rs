@@ -1178,10 +1178,26 @@ pub fn pod_pull_options(engine: &Engine, pod: &Pod) -> peapod_image::PullOptions
         return options;
     }
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let secrets: Vec<Secret> = names
-        .iter()
-        .filter_map(|n| engine.get_object::<Secret>(namespace, n).ok().flatten())
-        .collect();
+    let mut secrets: Vec<Secret> = Vec::new();
+    let mut missing: Vec<&str> = Vec::new();
+    for n in &names {
+        match engine.get_object::<Secret>(namespace, n).ok().flatten() {
+            Some(secret) => secrets.push(secret),
+            None => missing.push(n),
+        }
+    }
+    if !missing.is_empty() {
+        // The kubelet pulls anyway, and says so.
+        let _ = engine.record_event(
+            pod,
+            "Warning",
+            "FailedToRetrieveImagePullSecret",
+            &format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            ),
+        );
+    }
     let mut credentials = pull_secret_credentials(&secrets);
     credentials.merge(std::mem::take(&mut options.credentials));
     options.credentials = credentials;
