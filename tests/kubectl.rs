@@ -69,7 +69,12 @@ impl Server {
     }
 
     fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(KUBECTL);
+        self.kubectl_at(Path::new(KUBECTL), args)
+    }
+
+    /// A given kubectl binary (another version) pointed at this server.
+    fn kubectl_at(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
@@ -595,13 +600,7 @@ fn other_kubectl_versions() {
         }
         tried += 1;
         let k = |args: &[&str]| -> Output {
-            Command::new(&bin)
-                .arg("--kubeconfig")
-                .arg(&s.kubeconfig)
-                .arg("--cache-dir")
-                .arg(s.cache.path())
-                .args(args)
-                .env_remove("KUBECONFIG")
+            s.kubectl_at(&bin, args)
                 .stdin(Stdio::null())
                 .output()
                 .unwrap()
@@ -757,13 +756,8 @@ fn old_kubectl_exec_over_spdy() {
         }
         tried += 1;
         let k = |args: &[&str], stdin: &[u8]| -> Output {
-            let mut c = Command::new(&bin)
-                .arg("--kubeconfig")
-                .arg(&s.kubeconfig)
-                .arg("--cache-dir")
-                .arg(s.cache.path())
-                .args(args)
-                .env_remove("KUBECONFIG")
+            let mut c = s
+                .kubectl_at(&bin, args)
                 // 1.29 would try WebSocket first with this set; SPDY is what is tested.
                 .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
                 .stdin(Stdio::piped())
@@ -796,13 +790,8 @@ fn old_kubectl_exec_over_spdy() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n", "{v}");
         // attach: the line comes back echoed; kubectl stays attached (the container runs
         // on) until it is stopped.
-        let mut a = Command::new(&bin)
-            .arg("--kubeconfig")
-            .arg(&s.kubeconfig)
-            .arg("--cache-dir")
-            .arg(s.cache.path())
-            .args(["attach", "-i", "spdy", "-c", "echo"])
-            .env_remove("KUBECONFIG")
+        let mut a = s
+            .kubectl_at(&bin, &["attach", "-i", "spdy", "-c", "echo"])
             .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

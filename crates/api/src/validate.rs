@@ -470,14 +470,22 @@ fn is_env_var_name(value: &str) -> Vec<String> {
             &["my.env-name", "MY_ENV.NAME", "MyEnvName1"],
         ));
     }
-    if value == "." {
-        errors.push("must not be '.'".to_owned());
-    } else if value == ".." {
-        errors.push("must not be '..'".to_owned());
-    } else if value.starts_with("..") {
-        errors.push("must not start with '..'".to_owned());
-    }
+    errors.extend(dot_errors(value));
     errors
+}
+
+/// Go's `hasChDirPrefix` checks, shared by env var names and config keys: `.`, `..` and a
+/// `..` prefix are refused.
+fn dot_errors(value: &str) -> Option<String> {
+    if value == "." {
+        Some("must not be '.'".to_owned())
+    } else if value == ".." {
+        Some("must not be '..'".to_owned())
+    } else if value.starts_with("..") {
+        Some("must not start with '..'".to_owned())
+    } else {
+        None
+    }
 }
 
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
@@ -498,13 +506,7 @@ pub(crate) fn is_config_map_key(value: &str) -> Vec<String> {
             &["key.name", "KEY_NAME", "key-name"],
         ));
     }
-    if value == "." {
-        errors.push("must not be '.'".to_owned());
-    } else if value == ".." {
-        errors.push("must not be '..'".to_owned());
-    } else if value.starts_with("..") {
-        errors.push("must not start with '..'".to_owned());
-    }
+    errors.extend(dot_errors(value));
     errors
 }
 

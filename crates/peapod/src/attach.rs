@@ -138,7 +138,7 @@ pub fn attach(
     let path = socket_path(&engine.paths.run, &c.config.id);
     let sock = UnixStream::connect(&path).map_err(|e| {
         user_error(format!(
-            "container {} cannot be attached to ({e}): only pod containers and foreground runs keep an attach socket",
+            "container {} cannot be attached to ({e}): only pod containers, CRI containers and foreground runs keep an attach socket; `peapod run -it` without -d attaches at start",
             c.config.name
         ))
     })?;

@@ -1094,6 +1094,62 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The host's first non-loopback IPv4 address (status.hostIP), if any.
+pub fn host_ip() -> Option<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No packet is sent: connecting a UDP socket only picks the route's source address.
+    sock.connect("10.255.255.255:9").ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+/// Kills a process and all its descendants (SIGKILL), children first found by `/proc`.
+pub fn kill_tree(pid: i32) {
+    let mut parents: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // The fields after the command name's closing parenthesis: state, ppid, ...
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<i32>().ok());
+            if let Some(pp) = ppid {
+                parents.entry(pp).or_default().push(p);
+            }
+        }
+    }
+    let mut order = vec![pid];
+    let mut i = 0;
+    while i < order.len() {
+        if let Some(children) = parents.get(&order[i]) {
+            order.extend(children.iter().copied());
+        }
+        i += 1;
+    }
+    for p in order.into_iter().rev() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Whether `dir` is a mount point (listed in this process's mountinfo).
+pub fn is_mountpoint(dir: &std::path::Path) -> bool {
+    let target = dir.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&*target))
+        })
+        .unwrap_or(false)
+}
+
 /// The start time of `pid` (field 22 of /proc/PID/stat), None when there is no such process
 /// (or it is a zombie, which is as good as gone).
 pub fn proc_start_time(pid: i32) -> Option<u64> {

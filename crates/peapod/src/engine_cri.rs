@@ -1367,7 +1367,7 @@ impl Engine {
                 break Some(st);
             }
             if timeout.is_some_and(|t| start.elapsed() >= t) {
-                kill_tree(child.id() as i32);
+                crate::engine::kill_tree(child.id() as i32);
                 let _ = child.wait();
                 break None;
             }
@@ -1414,30 +1414,6 @@ fn pid_ns_init(infra_pid: i32) -> Option<i32> {
     let children =
         fs::read_to_string(format!("/proc/{infra_pid}/task/{infra_pid}/children")).ok()?;
     children.split_whitespace().find_map(|p| p.parse().ok())
-}
-
-/// SIGKILL to `pid` and every descendant (children first found, all killed).
-fn kill_tree(pid: i32) {
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        let p = all[i];
-        if let Ok(rd) = fs::read_dir(format!("/proc/{p}/task")) {
-            for t in rd.flatten() {
-                let path = t.path().join("children");
-                if let Ok(text) = fs::read_to_string(path) {
-                    all.extend(
-                        text.split_whitespace()
-                            .filter_map(|c| c.parse::<i32>().ok()),
-                    );
-                }
-            }
-        }
-        i += 1;
-    }
-    for p in all.into_iter().rev() {
-        signal(p, nix::sys::signal::Signal::SIGKILL);
-    }
 }
 
 #[cfg(test)]

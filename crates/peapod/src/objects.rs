@@ -1125,7 +1125,7 @@ pub fn prepare_api_volume(
     let payload = payload?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if is_mountpoint(dir) {
+    if crate::engine::is_mountpoint(dir) {
         mount(
             None::<&str>,
             dir,
@@ -1151,14 +1151,6 @@ pub fn prepare_api_volume(
     written?;
     sealed?;
     Ok(())
-}
-
-fn is_mountpoint(dir: &Path) -> bool {
-    let target = dir.to_string_lossy();
-    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
-        m.lines()
-            .any(|l| l.split_whitespace().nth(4) == Some(&*target))
-    })
 }
 
 /// The pull options for a pod's images: the node's (config.toml, credential files) with the

@@ -289,8 +289,8 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
             .endpoint
             .as_ref()
             .map(|e| e.ip.to_string())
-            .or_else(host_ip),
-        host_ip: host_ip(),
+            .or_else(crate::engine::host_ip),
+        host_ip: crate::engine::host_ip(),
         start_time: Some(now),
         scheduled_at: pod
             .metadata
@@ -330,14 +330,6 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     Ok(pm)
 }
 
-/// The host's first non-loopback IPv4 address (status.hostIP), if any.
-fn host_ip() -> Option<String> {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    // No packet is sent: connecting a UDP socket only picks the route's source address.
-    sock.connect("10.255.255.255:9").ok()?;
-    Some(sock.local_addr().ok()?.ip().to_string())
-}
-
 /// A signal by name (`SIGUSR1`, `USR1`) or number, as in a spec's or image's stop signal.
 fn parse_signal(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -350,40 +342,6 @@ fn parse_signal(s: &str) -> Option<i32> {
         format!("SIG{upper}")
     };
     name.parse::<Signal>().ok().map(|s| s as i32)
-}
-
-/// Kills a process and all its descendants (SIGKILL), children first found by `/proc`.
-fn kill_tree(pid: i32) {
-    let mut parents: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    if let Ok(rd) = fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            // The fields after the command name's closing parenthesis: state, ppid, ...
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<i32>().ok());
-            if let Some(pp) = ppid {
-                parents.entry(pp).or_default().push(p);
-            }
-        }
-    }
-    let mut order = vec![pid];
-    let mut i = 0;
-    while i < order.len() {
-        if let Some(children) = parents.get(&order[i]) {
-            order.extend(children.iter().copied());
-        }
-        i += 1;
-    }
-    for p in order.into_iter().rev() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
-    }
 }
 
 /// The last `limit` bytes of a file, as text.
@@ -764,7 +722,7 @@ impl PodMonitor<'_> {
                 let dir = self.engine.pod_dir(&self.uid).join("volumes").join(&v.name);
                 fs::create_dir_all(&dir)
                     .with_context(|| format!("creating emptyDir {}", dir.display()))?;
-                if ed.medium.as_deref() == Some("Memory") && !is_mountpoint(&dir) {
+                if ed.medium.as_deref() == Some("Memory") && !crate::engine::is_mountpoint(&dir) {
                     let mut opts = "mode=0777".to_string();
                     if let Some(size) = &ed.size_limit {
                         opts.push_str(&format!(",size={}", quantity_bytes(&size.0)?));
@@ -1686,7 +1644,7 @@ impl PodMonitor<'_> {
                 continue;
             }
             if let Some(pid) = job.pid {
-                kill_tree(pid);
+                crate::engine::kill_tree(pid);
             }
             let message = format!("command {} timed out", job.what);
             self.job_done(
@@ -1762,7 +1720,7 @@ impl PodMonitor<'_> {
     fn finish(&mut self) -> Result<()> {
         for job in std::mem::take(&mut self.jobs).into_values() {
             if let Some(pid) = job.pid {
-                kill_tree(pid);
+                crate::engine::kill_tree(pid);
             }
             if let Some(out) = &job.output {
                 let _ = fs::remove_file(out);
@@ -1965,16 +1923,6 @@ fn milli_cpu(q: &str) -> Option<u64> {
         Some(m) => m.parse().ok(),
         None => q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u64),
     }
-}
-
-fn is_mountpoint(dir: &std::path::Path) -> bool {
-    let target = dir.to_string_lossy();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split_whitespace().nth(4) == Some(&*target))
-        })
-        .unwrap_or(false)
 }
 
 /// A Kubernetes quantity ("64Mi", "1G", "1000") in bytes.

@@ -48,6 +48,29 @@ impl Runtime {
     }
 }
 
+/// The CRI list filters every container list applies: an id prefix, a sandbox id prefix,
+/// a label selector (empty means any).
+fn container_selected(
+    c: &crate::engine::Container,
+    r: &crate::engine_cri::CriContainer,
+    id: &str,
+    sandbox: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    (id.is_empty() || c.config.id.starts_with(id))
+        && (sandbox.is_empty() || r.sandbox_id.starts_with(sandbox))
+        && labels_match(labels, &r.labels)
+}
+
+/// The same for sandboxes: an id prefix and a label selector.
+fn sandbox_selected(
+    v: &crate::engine_cri::SandboxView,
+    id: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    (id.is_empty() || v.id.starts_with(id)) && labels_match(labels, &v.record.labels)
+}
+
 fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("peapod does not implement CRI {rpc} yet"))
 }
@@ -540,14 +563,13 @@ impl RuntimeService for Runtime {
                 .cri_sandboxes()
                 .map_err(|e| status_of(&e))?
                 .into_iter()
-                .filter(|v| filter.id.is_empty() || v.id.starts_with(&filter.id))
+                .filter(|v| sandbox_selected(v, &filter.id, &filter.label_selector))
                 .filter(|v| {
                     filter
                         .state
                         .as_ref()
                         .is_none_or(|s| s.state == sandbox_state(v))
                 })
-                .filter(|v| labels_match(&filter.label_selector, &v.record.labels))
                 .map(|v| cri::PodSandbox {
                     id: v.id.clone(),
                     metadata: Some(sandbox_metadata(&v.record)),
@@ -673,10 +695,14 @@ impl RuntimeService for Runtime {
                 .cri_containers()
                 .map_err(|e| status_of(&e))?
                 .into_iter()
-                .filter(|(c, _)| filter.id.is_empty() || c.config.id.starts_with(&filter.id))
-                .filter(|(_, r)| {
-                    filter.pod_sandbox_id.is_empty()
-                        || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
+                .filter(|(c, r)| {
+                    container_selected(
+                        c,
+                        r,
+                        &filter.id,
+                        &filter.pod_sandbox_id,
+                        &filter.label_selector,
+                    )
                 })
                 .filter(|(c, _)| {
                     filter
@@ -684,7 +710,6 @@ impl RuntimeService for Runtime {
                         .as_ref()
                         .is_none_or(|s| s.state == container_state(c))
                 })
-                .filter(|(_, r)| labels_match(&filter.label_selector, &r.labels))
                 .map(|(c, r)| cri::Container {
                     id: c.config.id.clone(),
                     pod_sandbox_id: r.sandbox_id.clone(),
@@ -928,12 +953,15 @@ impl RuntimeService for Runtime {
                 .map_err(|e| status_of(&e))?
                 .into_iter()
                 .filter(|(c, _)| matches!(c.state, State::Running { .. }))
-                .filter(|(c, _)| filter.id.is_empty() || c.config.id.starts_with(&filter.id))
-                .filter(|(_, r)| {
-                    filter.pod_sandbox_id.is_empty()
-                        || r.sandbox_id.starts_with(&filter.pod_sandbox_id)
+                .filter(|(c, r)| {
+                    container_selected(
+                        c,
+                        r,
+                        &filter.id,
+                        &filter.pod_sandbox_id,
+                        &filter.label_selector,
+                    )
                 })
-                .filter(|(_, r)| labels_match(&filter.label_selector, &r.labels))
                 .map(|(c, r)| container_stats_of(&engine, &rates, &c, &r, now))
                 .collect();
             Ok(Response::new(cri::ListContainerStatsResponse { stats }))
@@ -976,8 +1004,7 @@ impl RuntimeService for Runtime {
                 .map_err(|e| status_of(&e))?
                 .into_iter()
                 .filter(|v| v.ready())
-                .filter(|v| filter.id.is_empty() || v.id.starts_with(&filter.id))
-                .filter(|v| labels_match(&filter.label_selector, &v.record.labels))
+                .filter(|v| sandbox_selected(v, &filter.id, &filter.label_selector))
                 .map(|v| sandbox_stats_of(&engine, &rates, &v, &containers, now))
                 .collect();
             Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))

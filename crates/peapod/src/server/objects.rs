@@ -483,28 +483,7 @@ pub async fn patch<T: ServedObject>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
-    let ct = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let kind = match ct.as_str() {
-        "application/merge-patch+json" => "merge",
-        "application/strategic-merge-patch+json" => "strategic",
-        "application/apply-patch+yaml" | "application/apply-patch+json" => "apply",
-        "application/json-patch+json" => "json",
-        other => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {other:?})"),
-            ))
-        }
-    };
+    let kind = super::patch::kind_of(&headers)?;
     let p = parse_body(&body)?;
     let is_dry = dry_run(&q);
     let st2 = st.clone();

@@ -173,17 +173,6 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// The address other machines would reach this one by (the default route's source).
-fn host_ip() -> String {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "127.0.0.1".into())
-}
-
 fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
@@ -255,7 +244,7 @@ pub fn node_object() -> Value {
                  "lastHeartbeatTime": k8s_time(Utc::now()), "lastTransitionTime": k8s_time(started)},
             ],
             "addresses": [
-                {"type": "InternalIP", "address": host_ip()},
+                {"type": "InternalIP", "address": crate::engine::host_ip().unwrap_or_else(|| "127.0.0.1".into())},
                 {"type": "Hostname", "address": name},
             ],
             "nodeInfo": {

@@ -7,6 +7,32 @@
 
 use serde_json::{Map, Value};
 
+use super::status::ApiError;
+
+/// The patch kind a PATCH request's Content-Type names: `merge`, `strategic`, `apply`
+/// (server-side apply) or `json`; 415 for anything else, as the API server answers.
+pub fn kind_of(headers: &axum::http::HeaderMap) -> Result<&'static str, ApiError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    match ct {
+        "application/merge-patch+json" => Ok("merge"),
+        "application/strategic-merge-patch+json" => Ok("strategic"),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok("apply"),
+        "application/json-patch+json" => Ok("json"),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {other:?})"),
+        )),
+    }
+}
+
 /// RFC 7386.
 pub fn merge(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
