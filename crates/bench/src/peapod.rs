@@ -180,10 +180,16 @@ impl Engine for Peapod {
         let procs = host::processes();
         let monitors = self.pod_monitors(&procs);
         let peapod_id = host::file_id(&self.bin);
+        // The small infra binary installed beside peapod, when there is one.
+        let infra_id = self
+            .bin
+            .parent()
+            .and_then(|d| host::file_id(&d.join("peapod-infra")));
         let mut pss = EnginePss::default();
         for pid in host::with_descendants(&procs, &monitors) {
             // Only peapod's own processes: the workload (busybox) is excluded.
-            if host::file_id(Path::new(&format!("/proc/{pid}/exe"))) != peapod_id {
+            let exe = host::file_id(Path::new(&format!("/proc/{pid}/exe")));
+            if exe.is_none() || (exe != peapod_id && exe != infra_id) {
                 continue;
             }
             let Some(p) = procs.iter().find(|p| p.pid == pid) else {
@@ -191,7 +197,7 @@ impl Engine for Peapod {
             };
             let kind = if monitors.contains(&pid) {
                 "pod-monitor"
-            } else if p.argv.get(1).is_some_and(|a| a == "infra") {
+            } else if exe == infra_id || p.argv.get(1).is_some_and(|a| a == "infra") {
                 "infra"
             } else {
                 "other peapod"

@@ -369,7 +369,7 @@ fn builtin_link(state_root: &Path) -> PathBuf {
 /// The path a running executable was started from, also after it was replaced on disk
 /// (an upgrade, a rebuild): Linux then names it `<path> (deleted)`, and the new file at
 /// `<path>` is the one later commands run.
-fn installed_path(exe: &Path) -> PathBuf {
+pub fn installed_path(exe: &Path) -> PathBuf {
     exe.to_str()
         .and_then(|s| s.strip_suffix(" (deleted)"))
         .map_or_else(|| exe.to_path_buf(), PathBuf::from)

@@ -971,6 +971,24 @@ pub fn self_exe() -> PathBuf {
     PathBuf::from("/proc/self/exe")
 }
 
+/// The pod's infra process: the small `peapod-infra` installed beside this binary (one
+/// stays resident per pod, so it should map little), else this binary's `infra` command.
+pub fn infra_command() -> Command {
+    let small = std::env::current_exe()
+        .ok()
+        .map(|exe| peapod_oci::runtime::installed_path(&exe))
+        .and_then(|exe| Some(exe.parent()?.join("peapod-infra")))
+        .filter(|p| p.is_file());
+    match small {
+        Some(path) => Command::new(path),
+        None => {
+            let mut cmd = Command::new(self_exe());
+            cmd.arg("infra");
+            cmd
+        }
+    }
+}
+
 /// The process defaults an image config gives (Entrypoint, Cmd, Env, WorkingDir, User).
 pub fn image_process(ic: &oci_spec::image::Config) -> ImageProcess {
     ImageProcess {

@@ -9,7 +9,6 @@ mod engine;
 mod engine_cri;
 mod fault;
 mod format;
-mod infra;
 mod inspect;
 mod kube;
 mod monitor;
@@ -550,9 +549,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             drop(out);
             if pid1 {
-                infra::run_pid1()?;
+                peapod_infra::run_pid1()?;
             } else {
-                infra::run(netns.as_deref(), &hostname, share_pid)?;
+                let exe = engine::self_exe();
+                let exe = exe.to_string_lossy();
+                let pid1 = [exe.as_ref(), "infra", "--pid1", "--hostname", &hostname];
+                peapod_infra::run(netns.as_deref(), &hostname, share_pid, &pid1)?;
             }
             Ok(0)
         }

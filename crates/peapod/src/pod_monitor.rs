@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ use crate::record::{ContainerConfig, ContainerStatus, MountRecord, NetworkMode, 
 
 /// The most of a termination message (or of a probe's output) that is kept, as the kubelet.
 const MESSAGE_LIMIT: usize = 4096;
+/// A wait at least this long counts as going idle (see `peapod_sys::release_free_heap`).
+const IDLE: Duration = Duration::from_secs(1);
 
 /// One container of the pod spec and what became of it.
 struct Slot {
@@ -191,9 +193,8 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         peapod_store::read_json(&engine.container_dir(infra_id.trim()).join("container.json"))?
             .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?;
     crate::fault::point("pod-monitor-before-infra")?;
-    let exe = crate::engine::self_exe();
-    let mut cmd = Command::new(exe);
-    cmd.arg("infra").arg("--hostname").arg(&infra.hostname);
+    let mut cmd = crate::engine::infra_command();
+    cmd.arg("--hostname").arg(&infra.hostname);
     if let Some(pin) = &infra.netns {
         cmd.arg("--netns").arg(pin);
     }
@@ -508,6 +509,8 @@ impl PodMonitor<'_> {
     fn run_loop(&mut self, sigfd: &SignalFd) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut saved: Option<ObservedPod> = None;
+        // Whether the loop did work since it last gave free heap back.
+        let mut busy = true;
         loop {
             let now = Instant::now();
             self.expire_jobs(now);
@@ -532,6 +535,7 @@ impl PodMonitor<'_> {
                 // Acting changes what is due (a failed launch sets its retry time): plan
                 // again right away rather than sleep on a wake-up time computed before.
                 let acted = !p.actions.is_empty();
+                busy |= acted;
                 for a in p.actions {
                     if a == Action::Finish {
                         return self.finish();
@@ -548,6 +552,11 @@ impl PodMonitor<'_> {
                 wake = Some(wake.map_or(j.deadline, |x| x.min(j.deadline)));
             }
             let now = Instant::now();
+            // Going idle after work: what the work freed need not stay resident.
+            if busy && wake.is_none_or(|d| d > now + IDLE) {
+                peapod_sys::release_free_heap();
+                busy = false;
+            }
             let timeout = wake.map_or(PollTimeout::NONE, |d| {
                 PollTimeout::try_from(
                     d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
