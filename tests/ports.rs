@@ -41,9 +41,11 @@ fn fetch(port: u16) -> std::io::Result<String> {
 /// Polls until 127.0.0.1:`port` answers "hi" (the server in the pod may start after the
 /// pod is Running; until then the proxy accepts and closes).
 fn wait_served(port: u16) {
-    eventually(Duration::from_secs(30), &format!("hi on port {port}"), || {
-        fetch(port).ok().filter(|r| r == "hi\n")
-    });
+    eventually(
+        Duration::from_secs(30),
+        &format!("hi on port {port}"),
+        || fetch(port).ok().filter(|r| r == "hi\n"),
+    );
 }
 
 /// Nothing listens on 127.0.0.1:`port`, and it can be bound again.
@@ -120,7 +122,8 @@ fn a_pods_host_port_is_served_until_the_pod_is_deleted() {
     assert!(
         describe
             .lines()
-            .any(|l| l.trim_start().starts_with("Host Port:") && l.ends_with(&format!(" {port}/TCP"))),
+            .any(|l| l.trim_start().starts_with("Host Port:")
+                && l.ends_with(&format!(" {port}/TCP"))),
         "{describe}"
     );
     p.ok(&["delete", "pod", "web", "--now"]);
@@ -150,7 +153,11 @@ fn a_taken_host_port_fails_the_pod_and_leaves_nothing() {
         common::get_line(&p, "second").is_empty(),
         "no pod record of the failed pod"
     );
-    assert_eq!(sandbox_counts(&p), before, "nothing of the failed pod is left");
+    assert_eq!(
+        sandbox_counts(&p),
+        before,
+        "nothing of the failed pod is left"
+    );
     // The first pod is untouched and keeps serving.
     assert_eq!(fetch(port).unwrap(), "hi\n");
 
@@ -184,6 +191,71 @@ fn a_taken_host_port_fails_the_pod_and_leaves_nothing() {
     assert_eq!(sandbox_counts(&p), (0, 0, 0));
 }
 
+/// A host-network pod's ports are the host's already: nothing is published for them (a
+/// proxy on the port would keep the container's own server from binding it).
+#[test]
+fn a_host_network_pod_publishes_nothing() {
+    let p = Peapod::new();
+    let port = free_port();
+    let file = manifest(
+        &p,
+        "hostnet.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo hi > /tmp/w/index.html && exec httpd -f -p 127.0.0.1:{port} -h /tmp/w"]
+    ports:
+    - containerPort: {port}
+      hostPort: {port}
+      hostIP: 127.0.0.1
+"#
+        ),
+    );
+    p.ok(&["apply", "-f", &file]);
+    wait_pod(&p, "hostnet", "1/1", "Running");
+    let body = eventually(
+        Duration::from_secs(30),
+        "httpd on the host's loopback",
+        || {
+            let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+            c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            std::io::Write::write_all(&mut c, b"GET / HTTP/1.0\r\n\r\n").ok()?;
+            let mut reply = String::new();
+            c.read_to_string(&mut reply).ok()?;
+            Some(reply)
+        },
+    );
+    assert!(
+        body.starts_with("HTTP/1.") && body.ends_with("\r\n\r\nhi\n"),
+        "{body}"
+    );
+    let uid = pod_json(&p, "hostnet")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let infra = p
+        .ps_line(&format!("k8s_POD_hostnet_default_{uid}_0"))
+        .expect("the sandbox in ps -a");
+    assert!(!infra.contains("->"), "nothing published: {infra}");
+    assert_eq!(
+        common::get_line(&p, "hostnet").split_whitespace().nth(3),
+        Some("0"),
+        "the server never failed to bind"
+    );
+    p.ok(&["delete", "pod", "hostnet", "--now"]);
+    assert_closed(port);
+}
+
 /// `kill -9` of the pod monitor takes the proxy with it; recovery makes a new sandbox (a
 /// new pod IP) whose monitor publishes the port again.
 #[test]
@@ -212,8 +284,10 @@ fn a_recovered_pod_serves_its_host_port_again() {
     let line = eventually(Duration::from_secs(40), "the pod recovered", || {
         let line = common::get_line(&p, "rec");
         let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.get(1) == Some(&"1/1") && cols.get(2) == Some(&"Running") && cols.get(3) == Some(&"1"))
-            .then_some(line)
+        (cols.get(1) == Some(&"1/1")
+            && cols.get(2) == Some(&"Running")
+            && cols.get(3) == Some(&"1"))
+        .then_some(line)
     });
     assert!(
         p.ps_line(&format!("k8s_POD_rec_default_{uid}_1")).is_some(),
@@ -421,9 +495,11 @@ fn a_cri_sandboxs_port_mappings_are_served_until_it_stops() {
         .await
         .unwrap();
         assert_closed(port);
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid })
-            .await
-            .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid,
+        })
+        .await
+        .unwrap();
     });
     assert_eq!(sandbox_counts(&p), (0, 0, 0));
 }

@@ -189,8 +189,7 @@ pub fn cri_host_ports(
             Ok(peapod_cri::v1::Protocol::Sctp) => {
                 return Err(fail(
                     "protocol",
-                    "SCTP host ports cannot be published (peapod proxies TCP and UDP only)"
-                        .into(),
+                    "SCTP host ports cannot be published (peapod proxies TCP and UDP only)".into(),
                 ))
             }
             Err(_) => {
@@ -208,7 +207,9 @@ pub fn cri_host_ports(
                 Err(_) => {
                     return Err(fail(
                         "host_ip",
-                        format!("{ip:?} is not an IP address (expected IPv4, or empty for 0.0.0.0)"),
+                        format!(
+                            "{ip:?} is not an IP address (expected IPv4, or empty for 0.0.0.0)"
+                        ),
                     ))
                 }
             },
@@ -227,8 +228,7 @@ impl Engine {
     /// The host ports the sandbox of pod `uid` publishes: a CRI sandbox's from its
     /// `cri.json`, any other pod's from its spec.
     pub(crate) fn sandbox_host_ports(&self, pod: &Pod, uid: &str) -> Result<Vec<PortMapping>> {
-        let cri: Option<CriSandbox> =
-            peapod_store::read_json(&self.pod_dir(uid).join(CRI_RECORD))?;
+        let cri: Option<CriSandbox> = peapod_store::read_json(&self.pod_dir(uid).join(CRI_RECORD))?;
         Ok(match cri {
             Some(r) => cri_host_ports(&r.port_mappings, r.network == NsMode::Node)?,
             None => pod_host_ports(pod)?,
@@ -377,12 +377,30 @@ mod tests {
             .unwrap()
             .is_empty());
         for (mapping, want) in [
-            ((sctp, 80, 8080, String::new()), "port_mappings[1].protocol: SCTP"),
-            ((7, 80, 8080, String::new()), "port_mappings[1].protocol: unknown protocol 7"),
-            ((tcp, 80, 8080, "::1".into()), "port_mappings[1].host_ip: \"::1\": peapod publishes"),
-            ((tcp, 80, 8080, "nope".into()), "port_mappings[1].host_ip: \"nope\" is not an IP"),
-            ((tcp, 80, 70000, String::new()), "port_mappings[1].host_port: 70000 is not a port"),
-            ((tcp, 0, 8080, String::new()), "port_mappings[1].container_port: 0 is not a port"),
+            (
+                (sctp, 80, 8080, String::new()),
+                "port_mappings[1].protocol: SCTP",
+            ),
+            (
+                (7, 80, 8080, String::new()),
+                "port_mappings[1].protocol: unknown protocol 7",
+            ),
+            (
+                (tcp, 80, 8080, "::1".into()),
+                "port_mappings[1].host_ip: \"::1\": peapod publishes",
+            ),
+            (
+                (tcp, 80, 8080, "nope".into()),
+                "port_mappings[1].host_ip: \"nope\" is not an IP",
+            ),
+            (
+                (tcp, 80, 70000, String::new()),
+                "port_mappings[1].host_port: 70000 is not a port",
+            ),
+            (
+                (tcp, 0, 8080, String::new()),
+                "port_mappings[1].container_port: 0 is not a port",
+            ),
         ] {
             let e = cri_host_ports(&[(tcp, 1, 0, String::new()), mapping], false).unwrap_err();
             assert!(e.to_string().starts_with(want), "{e} (want {want})");
