@@ -6,6 +6,8 @@
 //! records every start and exit durably (each container's `status.json`, the pod's
 //! `observed.json` and events). Network probes run on short-lived threads inside the pod's
 //! network namespace; exec probes and hooks are runtime `exec` children it reaps itself.
+//! A pod with host ports has them published by a proxy (`peapod_sandbox::ports`) bound
+//! before the infra starts and closed in `finish`; its threads exist only then.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
