@@ -106,7 +106,8 @@ pub struct CriSandbox {
     pub cgroup_parent: String,
     /// Namespaced sysctls applied to every container of the sandbox.
     pub sysctls: BTreeMap<String, String>,
-    /// Port mappings as asked (kept; not published yet).
+    /// Port mappings as asked (protocol, container port, host port, host IP); those with
+    /// a host port are published by the pod monitor (`hostport::cri_host_ports`).
     pub port_mappings: Vec<(i32, i32, i32, String)>,
     /// StopPodSandbox was called: the sandbox is NOTREADY for good.
     pub stopped: bool,
@@ -754,6 +755,9 @@ impl Engine {
                 .collect(),
             stopped: false,
         };
+        // Host ports peapod cannot publish are refused before anything is made.
+        crate::hostport::cri_host_ports(&record.port_mappings, record.network == NsMode::Node)
+            .map_err(|e| user_error(format!("sandbox config: {e}")))?;
         let same = |r: &CriSandbox| {
             r.name == record.name
                 && r.namespace == record.namespace

@@ -69,6 +69,7 @@ fn load_objects(files: &[String]) -> Result<Vec<(String, Object)>> {
                 Object::Pod(pod) => {
                     peapod_api::defaults::apply_defaults(pod);
                     peapod_api::validate::validate_pod(pod)
+                        .and_then(|()| crate::hostport::pod_host_ports(pod).map(drop))
                 }
                 Object::ConfigMap(c) => c.validate(),
                 Object::Secret(s) => {

@@ -9,6 +9,7 @@ mod engine;
 mod engine_cri;
 mod fault;
 mod format;
+mod hostport;
 mod inspect;
 mod kube;
 mod monitor;

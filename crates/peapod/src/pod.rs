@@ -364,6 +364,8 @@ impl Engine {
             peapod_store::write_json(&self.pod_dir(&existing.uid).join("pod.json"), &old)?;
             return Ok(Applied::Configured);
         }
+        // Host ports peapod cannot publish are refused before anything is made.
+        crate::hostport::pod_host_ports(&pod)?;
         let uid = new_uid();
         pod.metadata.uid = Some(uid.clone());
         pod.metadata.namespace = Some(namespace.clone());
@@ -447,7 +449,8 @@ impl Engine {
             netns: (!host_network).then(|| self.paths.netns().join(&id)),
             endpoint: None,
             mounts: Vec::new(),
-            ports: Vec::new(),
+            // Published by the pod monitor for as long as the sandbox lives.
+            ports: self.sandbox_host_ports(pod, uid)?,
             // Not run by an OCI runtime: the infra is peapod itself.
             runtime: PathBuf::from("peapod-infra"),
             cgroups_path: String::new(),

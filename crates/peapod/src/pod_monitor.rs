@@ -6,6 +6,8 @@
 //! records every start and exit durably (each container's `status.json`, the pod's
 //! `observed.json` and events). Network probes run on short-lived threads inside the pod's
 //! network namespace; exec probes and hooks are runtime `exec` children it reaps itself.
+//! A pod with host ports has them published by a proxy (`peapod_sandbox::ports`) bound
+//! before the infra starts and closed in `finish`; its threads exist only then.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -112,6 +114,8 @@ struct PodMonitor<'a> {
     infra_status: ContainerStatus,
     /// Held while the monitor lives: the infra's `monitor.lock`.
     _infra_lock: Option<Lock>,
+    /// The pod's published host ports (None, and no thread, when it has none).
+    host_ports: Option<peapod_sandbox::ports::Proxy>,
     observed: ObservedPod,
     slots: Vec<Slot>,
     desired: plan::Desired,
@@ -192,6 +196,16 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
     let infra: ContainerConfig =
         peapod_store::read_json(&engine.container_dir(infra_id.trim()).join("container.json"))?
             .ok_or_else(|| anyhow!("pod {uid} has no sandbox record"))?;
+    // Bound before the infra starts, so a host port another pod or process holds fails
+    // the sandbox before anything runs; kept until `finish`. Threads only when there are
+    // host ports.
+    let host_ports = match (&infra.endpoint, infra.ports.is_empty()) {
+        (Some(ep), false) => Some(
+            peapod_sandbox::ports::spawn(&infra.ports, ep.ip)
+                .context("publishing the pod's host ports")?,
+        ),
+        _ => None,
+    };
     crate::fault::point("pod-monitor-before-infra")?;
     let mut cmd = crate::engine::infra_command();
     cmd.arg("--hostname").arg(&infra.hostname);
@@ -313,6 +327,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         pid_ns_owner,
         infra_status,
         _infra_lock: infra_lock,
+        host_ports,
         observed,
         slots,
         desired,
@@ -1727,6 +1742,8 @@ impl PodMonitor<'_> {
 
     /// Every container is gone: stop the infra last and record it.
     fn finish(&mut self) -> Result<()> {
+        // Closed before the monitor's lock goes: whoever waits on it finds the ports free.
+        self.host_ports = None;
         for job in std::mem::take(&mut self.jobs).into_values() {
             if let Some(pid) = job.pid {
                 crate::engine::kill_tree(pid);
