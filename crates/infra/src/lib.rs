@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -148,7 +149,9 @@ fn start_pid1(argv: &[&str]) -> Result<i32> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| anyhow!("no program for the pod's pid namespace init"))?;
+    // Named as the pod's PID 1 shows in `ps` inside the pod, whatever binary runs it.
     let mut child = Command::new(program)
+        .arg0("peapod-infra")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
