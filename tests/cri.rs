@@ -1022,7 +1022,8 @@ fn status_exit_code(error_stream: &[u8]) -> i64 {
 }
 
 /// Exec (pipes and a tty), Attach with stdin and stdin_once, and PortForward to a busybox
-/// `nc` listener, each through the URL the RPC returns, as a SPDY client.
+/// `nc` listener, each through the URL the RPC returns, as a SPDY client; PortForward
+/// also as a WebSocket client (binary and base64 channels).
 #[test]
 fn exec_attach_and_port_forward_through_the_streaming_server() {
     const V4: &str = "v4.channel.k8s.io";
@@ -1229,6 +1230,55 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         let msg = String::from_utf8_lossy(&got[&err]).to_string();
         assert!(msg.contains("localhost:8081"), "{msg}");
 
+        // Port-forward over WebSocket, as the kubelet's streaming server speaks it: binary
+        // channels with the request's port, then base64 channels with ports from the URL
+        // (one of them refused on its error channel).
+        let got = ws_forward(&mut rs, &sid, &[8080], "", WS_V4, b"over binary channels\n").await;
+        assert_eq!(got[&0], b"pong\n");
+        let got = ws_forward(
+            &mut rs,
+            &sid,
+            &[],
+            "?port=8080&port=8081",
+            WS_V4_BASE64,
+            b"over base64 channels\n",
+        )
+        .await;
+        assert_eq!(got[&0], b"pong\n");
+        let refused = String::from_utf8_lossy(&got[&3]).to_string();
+        assert!(refused.contains("localhost:8081"), "{refused}");
+        let last = exec(&mut rs, &main, &["cat", "/tmp/last"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&last.stdout),
+            "ping through the forward\nover binary channels\nover base64 channels\n"
+        );
+        // A sub-protocol it does not speak, or no port anywhere: refused before upgrading.
+        for (ports, query, protocol, want) in [
+            (vec![8080], "", "v5.channel.k8s.io", "not supported"),
+            (vec![], "", WS_V4, "\"port\" is required"),
+            (vec![], "?port=0", WS_V4, "must be > 0"),
+        ] {
+            let url = rs
+                .port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: sid.clone(),
+                    port: ports,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            match ws_connect(&format!("{url}{query}"), protocol).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    assert_eq!(resp.status(), 400);
+                    let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                        .to_string();
+                    assert!(body.contains(want), "{body}");
+                }
+                Err(e) => panic!("{query} {protocol}: {e}"),
+                Ok(_) => panic!("{query} {protocol}: upgraded"),
+            }
+        }
+
         rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sid.clone(),
         })
@@ -1240,6 +1290,147 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         .await
         .unwrap();
     });
+}
+
+const WS_V4: &str = "v4.channel.k8s.io";
+const WS_V4_BASE64: &str = "v4.base64.channel.k8s.io";
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket upgrade of a streaming URL offering `protocol`.
+async fn ws_connect(
+    url: &str,
+    protocol: &str,
+) -> Result<(Ws, String), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let host = &rest[..rest.find('/').expect("a path")];
+    assert!(host.starts_with("127.0.0.1:"), "{url}");
+    let mut req = format!("ws://{rest}").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await?;
+    let chosen = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((ws, chosen))
+}
+
+/// One WebSocket port-forward session to the sandbox's line-answering listener: checks
+/// the port frames opening every channel, sends `line` on port 0's data channel, reads
+/// until its answer ends in a newline and returns each channel's data after the port
+/// frames (error channels are read until the answer came). A connection refused while the
+/// listener restarts between connections is retried with a new URL.
+async fn ws_forward(
+    rs: &mut RuntimeServiceClient<Channel>,
+    sid: &str,
+    ports: &[i32],
+    query: &str,
+    protocol: &str,
+    line: &[u8],
+) -> std::collections::HashMap<u8, Vec<u8>> {
+    use base64::Engine as _;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let b64 = protocol == WS_V4_BASE64;
+    let want_ports: Vec<u16> = if ports.is_empty() {
+        query
+            .trim_start_matches('?')
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("port="))
+            .map(|p| p.parse().unwrap())
+            .collect()
+    } else {
+        ports.iter().map(|p| *p as u16).collect()
+    };
+    let start = Instant::now();
+    loop {
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.into(),
+                port: ports.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let (mut ws, chosen) = ws_connect(&format!("{url}{query}"), protocol)
+            .await
+            .unwrap_or_else(|e| panic!("upgrading {url}{query}: {e}"));
+        assert_eq!(chosen, protocol);
+        let decode = |m: Message| -> Option<(u8, Vec<u8>)> {
+            match m {
+                Message::Binary(b) if !b64 => Some((b[0], b[1..].to_vec())),
+                Message::Text(t) if b64 => {
+                    let t = t.as_str();
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(&t[1..])
+                        .unwrap_or_else(|e| panic!("{t:?}: {e}"));
+                    Some((t.as_bytes()[0] - b'0', data))
+                }
+                Message::Close(_) => None,
+                other => panic!("unexpected {other:?} on a {protocol} session"),
+            }
+        };
+        let mut got: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+        let mut opened = std::collections::HashSet::new();
+        let session = async {
+            // Every channel opens with its port, little-endian.
+            while opened.len() < 2 * want_ports.len() {
+                let m = ws.next().await.expect("the session ended").unwrap();
+                let (ch, data) = decode(m).expect("closed before the port frames");
+                if opened.insert(ch) {
+                    let port = want_ports[usize::from(ch / 2)];
+                    assert_eq!(data, port.to_le_bytes(), "channel {ch}'s first frame");
+                } else {
+                    got.entry(ch).or_default().extend(data);
+                }
+            }
+            let frame = if b64 {
+                let mut t = String::from("0");
+                t.push_str(&base64::engine::general_purpose::STANDARD.encode(line));
+                Message::Text(t.into())
+            } else {
+                let mut v = vec![0u8];
+                v.extend_from_slice(line);
+                Message::Binary(v.into())
+            };
+            ws.send(frame).await.unwrap();
+            while !got.get(&0).is_some_and(|d| d.ends_with(b"\n"))
+                && got.get(&1).is_none_or(|e| e.is_empty())
+            {
+                let Some(m) = ws.next().await else { break };
+                let Some((ch, data)) = decode(m.unwrap()) else {
+                    break;
+                };
+                got.entry(ch).or_default().extend(data);
+            }
+            // Error channels of other ports have had their say by now, or have nothing.
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while want_ports.len() > 1 && got.get(&3).is_none_or(|e| e.is_empty()) {
+                    let Some(Ok(m)) = ws.next().await else { break };
+                    let Some((ch, data)) = decode(m) else { break };
+                    got.entry(ch).or_default().extend(data);
+                }
+            })
+            .await;
+        };
+        tokio::time::timeout(Duration::from_secs(30), session)
+            .await
+            .expect("no answer through the WebSocket port-forward within 30 s");
+        let _ = ws.close(None).await;
+        let err = String::from_utf8_lossy(got.get(&1).map_or(&[][..], |v| v)).to_string();
+        if err.contains("refused") && start.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert!(err.is_empty(), "port {}: {err}", want_ports[0]);
+        return got;
+    }
 }
 
 /// The HTTP status of a SPDY upgrade request to `url` (to see a spent token refused).

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::events::Events;
 use super::stats::{self, CpuRates};
-use super::streaming::{Pending, Streaming};
+use super::streaming::{Pending, PortForward, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
 use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxView};
@@ -917,7 +917,10 @@ impl RuntimeService for Runtime {
                         .unwrap_or_else(|| format!("/proc/{pid}/ns/net").into()),
                 )
             };
-            Ok(Pending::PortForward(netns))
+            Ok(Pending::PortForward(PortForward {
+                netns,
+                ports: req.port.iter().map(|p| *p as u16).collect(),
+            }))
         })
         .await?;
         let url = self.streaming.url_for(pending)?;
