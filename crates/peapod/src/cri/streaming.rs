@@ -478,9 +478,7 @@ async fn forward(
 
 /// The sub-protocol a WebSocket port-forward gets: the first the client offers that the
 /// kubelet's `wsstream` knows (None: the client offered none, binary channels).
-fn ws_port_forward_protocol(
-    req: &axum::extract::Request,
-) -> Result<Option<&'static str>, String> {
+fn ws_port_forward_protocol(req: &axum::extract::Request) -> Result<Option<&'static str>, String> {
     let offered: Vec<String> = req
         .headers()
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -675,15 +673,22 @@ mod tests {
 
     #[test]
     fn port_query_parameters_as_the_kubelet_reads_them() {
-        assert_eq!(query_ports("port=80&port=8080,9090"), Ok(vec![80, 8080, 9090]));
+        assert_eq!(
+            query_ports("port=80&port=8080,9090"),
+            Ok(vec![80, 8080, 9090])
+        );
         assert_eq!(query_ports("port=80%2C81"), Ok(vec![80, 81]));
         assert_eq!(
             query_ports("other=1"),
             Err("query parameter \"port\" is required".to_string())
         );
-        assert!(query_ports("port=").unwrap_err().contains("cannot be empty"));
+        assert!(query_ports("port=")
+            .unwrap_err()
+            .contains("cannot be empty"));
         assert!(query_ports("port=0").unwrap_err().contains("must be > 0"));
-        assert!(query_ports("port=70000").unwrap_err().contains("unable to parse"));
+        assert!(query_ports("port=70000")
+            .unwrap_err()
+            .contains("unable to parse"));
     }
 
     #[test]
