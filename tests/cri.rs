@@ -149,6 +149,22 @@ fn version_status_and_runtime_config() {
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        rs.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: "10.244.3.0/24".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+        let status = rs
+            .status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+        let config: serde_json::Value = serde_json::from_str(&status.info["config"]).unwrap();
+        assert_eq!(config["podCIDR"], "10.244.3.0/24", "{config}");
         // What is not served says so instead of answering wrongly.
         let err = rs
             .checkpoint_container(cri::CheckpointContainerRequest::default())
@@ -1171,6 +1187,44 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         let st = container_status(&mut rs, &reader).await;
         assert_eq!(st.exit_code, 7, "{st:?}");
 
+        // Exec and attach over WebSocket (v5: stdin's end is a close of channel 0).
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "cat; echo ws-err >&2; exit 4".into()],
+                tty: false,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let got = ws_session(&url, b"ws stdin\n").await;
+        assert_eq!(String::from_utf8_lossy(&got[&1]), "ws stdin\n");
+        assert_eq!(String::from_utf8_lossy(&got[&2]), "ws-err\n");
+        assert_eq!(status_exit_code(&got[&3]), 4);
+        let mut reader = container_config("wsreader", "read line; echo ws-got:$line; exit 5", None);
+        reader.stdin = true;
+        reader.stdin_once = true;
+        let reader = create_and_start(&mut rs, &config, &sid, reader).await;
+        let url = rs
+            .attach(cri::AttachRequest {
+                container_id: reader.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let got = ws_session(&url, b"attached over ws\n").await;
+        assert_eq!(String::from_utf8_lossy(&got[&1]), "ws-got:attached over ws\n");
+        assert_eq!(status_exit_code(&got[&3]), 5);
+
         // Port-forward to the nc listener in the sandbox: a line there, the answer back.
         let url = rs
             .port_forward(cri::PortForwardRequest {
@@ -1290,6 +1344,39 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         .await
         .unwrap();
     });
+}
+
+/// A remotecommand session (exec or attach) over WebSocket `v5.channel.k8s.io`: sends
+/// `stdin` and its end, then collects every channel until the server closes.
+async fn ws_session(url: &str, stdin: &[u8]) -> std::collections::HashMap<u8, Vec<u8>> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, chosen) = ws_connect(url, "v5.channel.k8s.io")
+        .await
+        .unwrap_or_else(|e| panic!("upgrading {url}: {e}"));
+    assert_eq!(chosen, "v5.channel.k8s.io");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(stdin);
+    ws.send(Message::Binary(frame.into())).await.unwrap();
+    ws.send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .unwrap();
+    let mut got: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+    let read = async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) if !b.is_empty() => {
+                    got.entry(b[0]).or_default().extend_from_slice(&b[1..])
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the WebSocket session did not end within 30 s");
+    got
 }
 
 const WS_V4: &str = "v4.channel.k8s.io";
@@ -1974,8 +2061,25 @@ fn namespaces_devices_mounts_and_security_paths() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
+        // A runtime handler names the OCI runtime of the sandbox's containers.
+        let bad = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host_config.clone()),
+                runtime_handler: "no-such-runtime".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
+        assert!(
+            bad.message()
+                .contains("runtime handler \"no-such-runtime\""),
+            "{bad:?}"
+        );
         let hid = rs
-            .run_pod_sandbox(run(&host_config))
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host_config.clone()),
+                runtime_handler: "runc".into(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -2254,7 +2358,13 @@ fn namespaces_devices_mounts_and_security_paths() {
         assert_eq!(touch.exit_code, 0);
 
         // NODE network, pid and ipc: the host's namespaces and hostname.
-        let (host_pid, _) = verbose_pid(&mut rs, &hostnet, &hid).await;
+        let (host_pid, host_info) = verbose_pid(&mut rs, &hostnet, &hid).await;
+        assert!(
+            host_info["runtimeType"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("runc")),
+            "{host_info}"
+        );
         let me = std::process::id() as i64;
         for ns in ["net", "pid", "ipc"] {
             assert_eq!(
@@ -2284,6 +2394,7 @@ fn namespaces_devices_mounts_and_security_paths() {
             .into_inner()
             .status
             .unwrap();
+        assert_eq!(st.runtime_handler, "runc");
         let opts = st.linux.unwrap().namespaces.unwrap().options.unwrap();
         assert_eq!(opts.network, cri::NamespaceMode::Node as i32);
 
