@@ -599,12 +599,21 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
             assert!(ps.contains(id.as_str()), "{id} not in ps -a:\n{ps}");
         }
         assert!(ps.contains("k8s_app_web_kube-test_uid-1234_0"), "{ps}");
-        let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
-        assert!(
+        // The sandbox's pod shows the kubelet's containers as kubectl would.
+        let web_row = || {
+            let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
             pods.lines()
-                .any(|l| l.split_whitespace().next() == Some("web")),
-            "{pods}"
-        );
+                .find(|l| l.split_whitespace().next() == Some("web"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| panic!("no web in\n{pods}"))
+        };
+        assert_eq!(web_row(), "2/2 Running 0");
 
         // Stop and remove, each twice.
         for _ in 0..2 {
@@ -658,6 +667,9 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
         }
         // Recovery (run before every command) leaves a stopped CRI sandbox stopped.
         p.ok(&["ps", "-a"]);
+        // kubectl prints a terminated container's reason over the pod's: the container
+        // StopPodSandbox killed is an Error (a sandbox without containers says NotReady).
+        assert_eq!(web_row(), "0/1 Error 0");
         let st = rs
             .pod_sandbox_status(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: sid.clone(),

@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use peapod_api::status::{ObservedContainer, ObservedPod, ObservedState};
 use peapod_cri::v1 as cri;
 use peapod_oci::runtime::Runtime;
 use peapod_oci::ProcessOverrides;
@@ -1041,6 +1042,99 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A CRI sandbox's engine pod as `get pods`, `describe` and the API show it: its spec
+    /// lists the kubelet's containers (the latest attempt of each name, as the kubelet's
+    /// pod does) and its status is computed from their states by the same rules as every
+    /// pod's (`1/1 Running`, restarts from the attempt). A stopped sandbox is `NotReady`
+    /// (containerd's state name), unless every container completed. Nothing for other pods.
+    pub fn cri_pod_status(&self, uid: &str, pod: &mut Pod, observed: &ObservedPod) -> Result<()> {
+        let Some(record) =
+            peapod_store::read_json::<CriSandbox>(&self.pod_dir(uid).join(CRI_RECORD))?
+        else {
+            return Ok(());
+        };
+        let mut latest: BTreeMap<String, (Container, CriContainer)> = BTreeMap::new();
+        for c in self.pod_containers(uid)? {
+            if c.config.pod.as_ref().is_some_and(|l| l.infra) {
+                continue;
+            }
+            let path = self.container_dir(&c.config.id).join(CRI_RECORD);
+            let Some(r) = peapod_store::read_json::<CriContainer>(&path)? else {
+                continue;
+            };
+            let newer = latest.get(&r.name).is_none_or(|(old, or)| {
+                (r.attempt, c.config.created) > (or.attempt, old.config.created)
+            });
+            if newer {
+                latest.insert(r.name.clone(), (c, r));
+            }
+        }
+        let mut kept: Vec<(Container, CriContainer)> = latest.into_values().collect();
+        kept.sort_by_key(|(c, _)| c.config.created);
+        let mut observed = observed.clone();
+        observed.sandbox_ready &= !record.stopped;
+        if record.stopped {
+            observed.pod_ip = None;
+        }
+        observed.containers = kept
+            .iter()
+            .map(|(c, r)| {
+                let st = c.status.clone().unwrap_or_default();
+                let state = match c.state {
+                    State::Created => ObservedState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
+                    State::Running { .. } => ObservedState::Running {
+                        started_at: st.started_at.unwrap_or(c.config.created),
+                    },
+                    State::Exited { code, finished_at } => ObservedState::Terminated {
+                        exit_code: code,
+                        signal: None,
+                        reason: if st.error.as_deref() == Some("OOMKilled") {
+                            "OOMKilled".into()
+                        } else if code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        },
+                        message: st.error.clone().filter(|e| e != "OOMKilled"),
+                        started_at: st.started_at,
+                        finished_at,
+                    },
+                };
+                ObservedContainer {
+                    name: r.name.clone(),
+                    init: false,
+                    container_id: Some(format!("peapod://{}", c.config.id)),
+                    image: r.image.clone(),
+                    image_id: c.config.image_id.clone(),
+                    state,
+                    last_state: None,
+                    restart_count: i32::try_from(r.attempt).unwrap_or(i32::MAX),
+                    ready: None,
+                    started: None,
+                }
+            })
+            .collect();
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers = kept
+                .iter()
+                .map(|(_, r)| k8s_openapi::api::core::v1::Container {
+                    name: r.name.clone(),
+                    image: Some(r.image.clone()),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        let mut status = peapod_api::status::pod_status(pod, &observed);
+        if record.stopped && status.phase.as_deref() != Some("Succeeded") {
+            status.reason = Some("NotReady".into());
+        }
+        pod.status = Some(status);
+        Ok(())
     }
 
     /// Every CRI sandbox record with its engine pod uid (nothing else is read).
