@@ -149,6 +149,22 @@ fn version_status_and_runtime_config() {
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        rs.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: "10.244.3.0/24".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+        let status = rs
+            .status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+        let config: serde_json::Value = serde_json::from_str(&status.info["config"]).unwrap();
+        assert_eq!(config["podCIDR"], "10.244.3.0/24", "{config}");
         // What is not served says so instead of answering wrongly.
         let err = rs
             .checkpoint_container(cri::CheckpointContainerRequest::default())
@@ -583,12 +599,21 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
             assert!(ps.contains(id.as_str()), "{id} not in ps -a:\n{ps}");
         }
         assert!(ps.contains("k8s_app_web_kube-test_uid-1234_0"), "{ps}");
-        let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
-        assert!(
+        // The sandbox's pod shows the kubelet's containers as kubectl would.
+        let web_row = || {
+            let pods = p.ok(&["get", "pods", "-n", "kube-test"]);
             pods.lines()
-                .any(|l| l.split_whitespace().next() == Some("web")),
-            "{pods}"
-        );
+                .find(|l| l.split_whitespace().next() == Some("web"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| panic!("no web in\n{pods}"))
+        };
+        assert_eq!(web_row(), "2/2 Running 0");
 
         // Stop and remove, each twice.
         for _ in 0..2 {
@@ -642,6 +667,9 @@ fn a_kubelet_runs_a_pod_through_sandbox_and_containers() {
         }
         // Recovery (run before every command) leaves a stopped CRI sandbox stopped.
         p.ok(&["ps", "-a"]);
+        // kubectl prints a terminated container's reason over the pod's: the container
+        // StopPodSandbox killed is an Error (a sandbox without containers says NotReady).
+        assert_eq!(web_row(), "0/1 Error 0");
         let st = rs
             .pod_sandbox_status(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: sid.clone(),
@@ -1022,7 +1050,8 @@ fn status_exit_code(error_stream: &[u8]) -> i64 {
 }
 
 /// Exec (pipes and a tty), Attach with stdin and stdin_once, and PortForward to a busybox
-/// `nc` listener, each through the URL the RPC returns, as a SPDY client.
+/// `nc` listener, each through the URL the RPC returns, as a SPDY client; PortForward
+/// also as a WebSocket client (binary and base64 channels).
 #[test]
 fn exec_attach_and_port_forward_through_the_streaming_server() {
     const V4: &str = "v4.channel.k8s.io";
@@ -1170,6 +1199,44 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         let st = container_status(&mut rs, &reader).await;
         assert_eq!(st.exit_code, 7, "{st:?}");
 
+        // Exec and attach over WebSocket (v5: stdin's end is a close of channel 0).
+        let url = rs
+            .exec(cri::ExecRequest {
+                container_id: main.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "cat; echo ws-err >&2; exit 4".into()],
+                tty: false,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let got = ws_session(&url, b"ws stdin\n").await;
+        assert_eq!(String::from_utf8_lossy(&got[&1]), "ws stdin\n");
+        assert_eq!(String::from_utf8_lossy(&got[&2]), "ws-err\n");
+        assert_eq!(status_exit_code(&got[&3]), 4);
+        let mut reader = container_config("wsreader", "read line; echo ws-got:$line; exit 5", None);
+        reader.stdin = true;
+        reader.stdin_once = true;
+        let reader = create_and_start(&mut rs, &config, &sid, reader).await;
+        let url = rs
+            .attach(cri::AttachRequest {
+                container_id: reader.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let got = ws_session(&url, b"attached over ws\n").await;
+        assert_eq!(String::from_utf8_lossy(&got[&1]), "ws-got:attached over ws\n");
+        assert_eq!(status_exit_code(&got[&3]), 5);
+
         // Port-forward to the nc listener in the sandbox: a line there, the answer back.
         let url = rs
             .port_forward(cri::PortForwardRequest {
@@ -1229,6 +1296,55 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         let msg = String::from_utf8_lossy(&got[&err]).to_string();
         assert!(msg.contains("localhost:8081"), "{msg}");
 
+        // Port-forward over WebSocket, as the kubelet's streaming server speaks it: binary
+        // channels with the request's port, then base64 channels with ports from the URL
+        // (one of them refused on its error channel).
+        let got = ws_forward(&mut rs, &sid, &[8080], "", WS_V4, b"over binary channels\n").await;
+        assert_eq!(got[&0], b"pong\n");
+        let got = ws_forward(
+            &mut rs,
+            &sid,
+            &[],
+            "?port=8080&port=8081",
+            WS_V4_BASE64,
+            b"over base64 channels\n",
+        )
+        .await;
+        assert_eq!(got[&0], b"pong\n");
+        let refused = String::from_utf8_lossy(&got[&3]).to_string();
+        assert!(refused.contains("localhost:8081"), "{refused}");
+        let last = exec(&mut rs, &main, &["cat", "/tmp/last"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&last.stdout),
+            "ping through the forward\nover binary channels\nover base64 channels\n"
+        );
+        // A sub-protocol it does not speak, or no port anywhere: refused before upgrading.
+        for (ports, query, protocol, want) in [
+            (vec![8080], "", "v5.channel.k8s.io", "not supported"),
+            (vec![], "", WS_V4, "\"port\" is required"),
+            (vec![], "?port=0", WS_V4, "must be > 0"),
+        ] {
+            let url = rs
+                .port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: sid.clone(),
+                    port: ports,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            match ws_connect(&format!("{url}{query}"), protocol).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    assert_eq!(resp.status(), 400);
+                    let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                        .to_string();
+                    assert!(body.contains(want), "{body}");
+                }
+                Err(e) => panic!("{query} {protocol}: {e}"),
+                Ok(_) => panic!("{query} {protocol}: upgraded"),
+            }
+        }
+
         rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sid.clone(),
         })
@@ -1240,6 +1356,180 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         .await
         .unwrap();
     });
+}
+
+/// A remotecommand session (exec or attach) over WebSocket `v5.channel.k8s.io`: sends
+/// `stdin` and its end, then collects every channel until the server closes.
+async fn ws_session(url: &str, stdin: &[u8]) -> std::collections::HashMap<u8, Vec<u8>> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, chosen) = ws_connect(url, "v5.channel.k8s.io")
+        .await
+        .unwrap_or_else(|e| panic!("upgrading {url}: {e}"));
+    assert_eq!(chosen, "v5.channel.k8s.io");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(stdin);
+    ws.send(Message::Binary(frame.into())).await.unwrap();
+    ws.send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .unwrap();
+    let mut got: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+    let read = async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) if !b.is_empty() => {
+                    got.entry(b[0]).or_default().extend_from_slice(&b[1..])
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the WebSocket session did not end within 30 s");
+    got
+}
+
+const WS_V4: &str = "v4.channel.k8s.io";
+const WS_V4_BASE64: &str = "v4.base64.channel.k8s.io";
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket upgrade of a streaming URL offering `protocol`.
+async fn ws_connect(
+    url: &str,
+    protocol: &str,
+) -> Result<(Ws, String), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let host = &rest[..rest.find('/').expect("a path")];
+    assert!(host.starts_with("127.0.0.1:"), "{url}");
+    let mut req = format!("ws://{rest}").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await?;
+    let chosen = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((ws, chosen))
+}
+
+/// One WebSocket port-forward session to the sandbox's line-answering listener: checks
+/// the port frames opening every channel, sends `line` on port 0's data channel, reads
+/// until its answer ends in a newline and returns each channel's data after the port
+/// frames (error channels are read until the answer came). A connection refused while the
+/// listener restarts between connections is retried with a new URL.
+async fn ws_forward(
+    rs: &mut RuntimeServiceClient<Channel>,
+    sid: &str,
+    ports: &[i32],
+    query: &str,
+    protocol: &str,
+    line: &[u8],
+) -> std::collections::HashMap<u8, Vec<u8>> {
+    use base64::Engine as _;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let b64 = protocol == WS_V4_BASE64;
+    let want_ports: Vec<u16> = if ports.is_empty() {
+        query
+            .trim_start_matches('?')
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("port="))
+            .map(|p| p.parse().unwrap())
+            .collect()
+    } else {
+        ports.iter().map(|p| *p as u16).collect()
+    };
+    let start = Instant::now();
+    loop {
+        let url = rs
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.into(),
+                port: ports.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let (mut ws, chosen) = ws_connect(&format!("{url}{query}"), protocol)
+            .await
+            .unwrap_or_else(|e| panic!("upgrading {url}{query}: {e}"));
+        assert_eq!(chosen, protocol);
+        let decode = |m: Message| -> Option<(u8, Vec<u8>)> {
+            match m {
+                Message::Binary(b) if !b64 => Some((b[0], b[1..].to_vec())),
+                Message::Text(t) if b64 => {
+                    let t = t.as_str();
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(&t[1..])
+                        .unwrap_or_else(|e| panic!("{t:?}: {e}"));
+                    Some((t.as_bytes()[0] - b'0', data))
+                }
+                Message::Close(_) => None,
+                other => panic!("unexpected {other:?} on a {protocol} session"),
+            }
+        };
+        let mut got: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+        let mut opened = std::collections::HashSet::new();
+        let session = async {
+            // Every channel opens with its port, little-endian.
+            while opened.len() < 2 * want_ports.len() {
+                let m = ws.next().await.expect("the session ended").unwrap();
+                let (ch, data) = decode(m).expect("closed before the port frames");
+                if opened.insert(ch) {
+                    let port = want_ports[usize::from(ch / 2)];
+                    assert_eq!(data, port.to_le_bytes(), "channel {ch}'s first frame");
+                } else {
+                    got.entry(ch).or_default().extend(data);
+                }
+            }
+            let frame = if b64 {
+                let mut t = String::from("0");
+                t.push_str(&base64::engine::general_purpose::STANDARD.encode(line));
+                Message::Text(t.into())
+            } else {
+                let mut v = vec![0u8];
+                v.extend_from_slice(line);
+                Message::Binary(v.into())
+            };
+            ws.send(frame).await.unwrap();
+            while !got.get(&0).is_some_and(|d| d.ends_with(b"\n"))
+                && got.get(&1).is_none_or(|e| e.is_empty())
+            {
+                let Some(m) = ws.next().await else { break };
+                let Some((ch, data)) = decode(m.unwrap()) else {
+                    break;
+                };
+                got.entry(ch).or_default().extend(data);
+            }
+            // Error channels of other ports have had their say by now, or have nothing.
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while want_ports.len() > 1 && got.get(&3).is_none_or(|e| e.is_empty()) {
+                    let Some(Ok(m)) = ws.next().await else { break };
+                    let Some((ch, data)) = decode(m) else { break };
+                    got.entry(ch).or_default().extend(data);
+                }
+            })
+            .await;
+        };
+        tokio::time::timeout(Duration::from_secs(30), session)
+            .await
+            .expect("no answer through the WebSocket port-forward within 30 s");
+        let _ = ws.close(None).await;
+        let err = String::from_utf8_lossy(got.get(&1).map_or(&[][..], |v| v)).to_string();
+        if err.contains("refused") && start.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert!(err.is_empty(), "port {}: {err}", want_ports[0]);
+        return got;
+    }
 }
 
 /// The HTTP status of a SPDY upgrade request to `url` (to see a spent token refused).
@@ -1656,4 +1946,533 @@ fn container_events_stream_lifecycle_and_exits() {
             .expect("no DELETED event for the sandbox");
         assert!(seen.contains(&(sid.clone(), E::ContainerStoppedEvent as i32)));
     });
+}
+
+/// The value of a `/proc/<pid>/status` field (e.g. `NoNewPrivs`, `Seccomp`, `Groups`).
+fn status_field(status: &[u8], field: &str) -> String {
+    let text = String::from_utf8_lossy(status);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+        .trim()
+        .to_string()
+}
+
+/// The optional fields (`shared:N`, `master:N`) of the mount at `point` in a mountinfo.
+fn propagation_of(mountinfo: &[u8], point: &str) -> String {
+    let text = String::from_utf8_lossy(mountinfo);
+    let line = text
+        .lines()
+        .rfind(|l| l.split_whitespace().nth(4) == Some(point))
+        .unwrap_or_else(|| panic!("no mount at {point} in\n{text}"));
+    line.split(" - ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(6)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The pid in ContainerStatus's verbose info (containerd's shape), checked against the
+/// rest of that info.
+async fn verbose_pid(
+    rs: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    sandbox: &str,
+) -> (i64, serde_json::Value) {
+    let resp = rs
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).unwrap();
+    assert_eq!(info["sandboxID"], sandbox, "{info}");
+    assert_eq!(info["removing"], false);
+    assert_eq!(
+        info["config"]["metadata"]["name"],
+        resp.status.unwrap().metadata.unwrap().name.as_str()
+    );
+    assert!(info["runtimeSpec"]["process"]["args"].is_array(), "{info}");
+    let pid = info["pid"].as_i64().unwrap();
+    assert!(pid > 0, "{info}");
+    (pid, info)
+}
+
+/// Namespace modes (TARGET and CONTAINER pid; NODE network, pid and ipc), the kubelet's
+/// cgroup parent and sysctls, devices, mount propagation both ways, run_as_username,
+/// supplemental groups, masked and read-only paths, no_new_privs, seccomp (runtime default,
+/// a localhost profile, none when privileged), privileged, SIGTERM before the stop timeout,
+/// the verbose ContainerStatus, and the ListPodSandbox filters.
+#[test]
+fn namespaces_devices_mounts_and_security_paths() {
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_ns_99");
+    let mut config = sandbox_config("ns", "uid-99", 0, &log_dir);
+    let kube_parent = format!("/{}/kubepods", p.cgroup_parent);
+    if let Some(linux) = config.linux.as_mut() {
+        linux.cgroup_parent = kube_parent.clone();
+        linux.sysctls = [
+            (
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "500".to_string(),
+            ),
+            ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+        ]
+        .into();
+    }
+    let mut host_config = sandbox_config("hostns", "uid-98", 0, &log_dir);
+    host_config.dns_config = None;
+    host_config.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: cri::NamespaceMode::Node as i32,
+                pid: cri::NamespaceMode::Node as i32,
+                ipc: cri::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // Two shared tmpfs mounts on the host: one seen by a container as HOST_TO_CONTAINER
+    // (and PRIVATE), one BIDIRECTIONAL.
+    let (src_a, src_b) = (p.root.join("prop-a"), p.root.join("prop-b"));
+    for (src, name) in [(&src_a, "prop-a"), (&src_b, "prop-b")] {
+        std::fs::create_dir_all(src).unwrap();
+        let sh = format!(
+            "mount -t tmpfs {name} {0} && mount --make-shared {0}",
+            src.display()
+        );
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &sh])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{sh}");
+    }
+    std::fs::create_dir(src_b.join("inner")).unwrap();
+    let profile = p.root.join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    rt().block_on(async {
+        let mut rs = RuntimeServiceClient::new(channel(&server.socket).await);
+        let run = |c: &cri::PodSandboxConfig| cri::RunPodSandboxRequest {
+            config: Some(c.clone()),
+            runtime_handler: String::new(),
+        };
+        let sid = rs
+            .run_pod_sandbox(run(&config))
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        // A runtime handler names the OCI runtime of the sandbox's containers.
+        let bad = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host_config.clone()),
+                runtime_handler: "no-such-runtime".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
+        assert!(
+            bad.message()
+                .contains("runtime handler \"no-such-runtime\""),
+            "{bad:?}"
+        );
+        let hid = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host_config.clone()),
+                runtime_handler: "runc".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+
+        let target = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "target",
+                "trap 'exit 3' TERM; while true; do sleep 1; done",
+                None,
+            ),
+        )
+        .await;
+        let joiner = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "joiner",
+                "sleep 2002",
+                Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Target as i32,
+                        target_id: target.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            ),
+        )
+        .await;
+        let mut own_config = container_config(
+            "own",
+            "sleep 2003",
+            Some(cri::LinuxContainerSecurityContext {
+                run_as_username: "nobody".into(),
+                supplemental_groups: vec![4000, 4001],
+                masked_paths: vec!["/proc/version".into()],
+                readonly_paths: vec!["/tmp".into()],
+                no_new_privs: true,
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            }),
+        );
+        own_config.devices = vec![cri::Device {
+            container_path: "/dev/mydev".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rwm".into(),
+        }];
+        let mount = |host: &Path, inside: &str, prop: cri::MountPropagation| cri::Mount {
+            container_path: inside.into(),
+            host_path: host.to_str().unwrap().into(),
+            propagation: prop as i32,
+            ..Default::default()
+        };
+        own_config.mounts = vec![
+            mount(
+                &src_a,
+                "/slave",
+                cri::MountPropagation::PropagationHostToContainer,
+            ),
+            mount(
+                &src_a,
+                "/private",
+                cri::MountPropagation::PropagationPrivate,
+            ),
+        ];
+        let own = create_and_start(&mut rs, &config, &sid, own_config).await;
+        let mut priv_config = container_config(
+            "priv",
+            "sleep 2004",
+            Some(cri::LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+        );
+        priv_config.mounts = vec![mount(
+            &src_b,
+            "/shared",
+            cri::MountPropagation::PropagationBidirectional,
+        )];
+        let privileged = create_and_start(&mut rs, &config, &sid, priv_config).await;
+        let filtered = create_and_start(
+            &mut rs,
+            &config,
+            &sid,
+            container_config(
+                "filtered",
+                "sleep 2005",
+                Some(cri::LinuxContainerSecurityContext {
+                    seccomp: Some(cri::SecurityProfile {
+                        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                        localhost_ref: profile.to_str().unwrap().into(),
+                    }),
+                    ..Default::default()
+                }),
+            ),
+        )
+        .await;
+        let hostnet = create_and_start(
+            &mut rs,
+            &host_config,
+            &hid,
+            container_config(
+                "hostnet",
+                "sleep 2006",
+                // The kubelet repeats the pod's modes in every container's.
+                Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: host_config
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.security_context.as_ref())
+                        .and_then(|s| s.namespace_options.clone()),
+                    ..Default::default()
+                }),
+            ),
+        )
+        .await;
+
+        // TARGET: the joiner is in the target's pid namespace; CONTAINER: its own.
+        let (target_pid, _) = verbose_pid(&mut rs, &target, &sid).await;
+        let (joiner_pid, _) = verbose_pid(&mut rs, &joiner, &sid).await;
+        let (own_pid, own_info) = verbose_pid(&mut rs, &own, &sid).await;
+        let pid_ns = |pid| common::ns_inode(pid, "pid");
+        assert_eq!(pid_ns(joiner_pid), pid_ns(target_pid));
+        assert_ne!(pid_ns(own_pid), pid_ns(target_pid));
+        let ps = exec(&mut rs, &joiner, &["ps", "-o", "args"]).await;
+        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        assert!(ps.contains("exit 3") && ps.contains("sleep 2002"), "{ps}");
+        let ps = exec(&mut rs, &own, &["ps", "-o", "pid,args"]).await;
+        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        assert!(!ps.contains("exit 3"), "{ps}");
+        assert!(
+            ps.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep", "2003"]),
+            "{ps}"
+        );
+        // The kubelet's cgroup parent holds every container of the sandbox.
+        for (id, pid) in [(&target, target_pid), (&own, own_pid)] {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            assert!(cg.contains(&format!("{kube_parent}/{id}")), "{cg}");
+        }
+        // Sysctls of the sandbox, in its network and ipc namespaces.
+        let port = exec(
+            &mut rs,
+            &target,
+            &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"],
+        )
+        .await;
+        assert_eq!(String::from_utf8_lossy(&port.stdout).trim(), "500");
+        let shm = exec(
+            &mut rs,
+            &target,
+            &["cat", "/proc/sys/kernel/shm_rmid_forced"],
+        )
+        .await;
+        assert_eq!(String::from_utf8_lossy(&shm.stdout).trim(), "1");
+
+        // run_as_username from the image's /etc/passwd, supplemental groups.
+        let id = exec(&mut rs, &own, &["id"]).await;
+        let id = String::from_utf8_lossy(&id.stdout).into_owned();
+        assert!(
+            id.starts_with("uid=65534(nobody) gid=65534(nobody)"),
+            "{id}"
+        );
+        let status = exec(&mut rs, &own, &["cat", "/proc/self/status"]).await;
+        let groups = status_field(&status.stdout, "Groups");
+        assert!(
+            groups.contains("4000") && groups.contains("4001"),
+            "{groups}"
+        );
+        assert_eq!(status_field(&status.stdout, "NoNewPrivs"), "1");
+        assert_eq!(status_field(&status.stdout, "Seccomp"), "2");
+        // A device node of the host's, usable.
+        let dev = exec(
+            &mut rs,
+            &own,
+            &[
+                "sh",
+                "-c",
+                "stat -c '%F %t:%T' /dev/mydev && echo x > /dev/mydev",
+            ],
+        )
+        .await;
+        assert_eq!(
+            dev.exit_code,
+            0,
+            "{:?}",
+            String::from_utf8_lossy(&dev.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&dev.stdout).trim(),
+            "character special file 1:3"
+        );
+        assert!(
+            own_info["runtimeSpec"]["linux"]["devices"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["path"] == "/dev/mydev")),
+            "{own_info}"
+        );
+        // Masked and read-only paths as asked (the control container reads /proc/version).
+        let version = exec(&mut rs, &own, &["cat", "/proc/version"]).await;
+        assert_eq!(version.stdout, b"");
+        let version = exec(&mut rs, &target, &["cat", "/proc/version"]).await;
+        assert!(String::from_utf8_lossy(&version.stdout).starts_with("Linux"));
+        let tmp = exec(&mut rs, &own, &["touch", "/tmp/x"]).await;
+        assert!(
+            String::from_utf8_lossy(&tmp.stderr).contains("Read-only file system"),
+            "{tmp:?}"
+        );
+        // HOST_TO_CONTAINER: a mount the host makes later is seen through /slave only.
+        let info = exec(&mut rs, &own, &["cat", "/proc/self/mountinfo"]).await;
+        assert!(
+            propagation_of(&info.stdout, "/slave").contains("master:"),
+            "{}",
+            String::from_utf8_lossy(&info.stdout)
+        );
+        assert!(!propagation_of(&info.stdout, "/private").contains("master:"));
+        let sub = src_a.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "sub", sub.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::fs::write(sub.join("hello"), "from the host\n").unwrap();
+        let seen = exec(&mut rs, &own, &["cat", "/slave/sub/hello"]).await;
+        assert_eq!(String::from_utf8_lossy(&seen.stdout), "from the host\n");
+        let unseen = exec(&mut rs, &own, &["ls", "/private/sub"]).await;
+        assert_eq!(unseen.stdout, b"");
+
+        // Privileged: every capability, no seccomp, /sys writable; BIDIRECTIONAL: a mount
+        // made in the container appears on the host.
+        let status = exec(&mut rs, &privileged, &["cat", "/proc/self/status"]).await;
+        // Every capability peapod itself holds (containerd's WithAllCurrentCapabilities).
+        let mine = std::fs::read("/proc/self/status").unwrap();
+        let bounding = u64::from_str_radix(&status_field(&mine, "CapBnd"), 16).unwrap();
+        assert_eq!(cap_eff(&status.stdout), bounding);
+        assert_eq!(status_field(&status.stdout, "Seccomp"), "0");
+        let info = exec(&mut rs, &privileged, &["cat", "/proc/self/mountinfo"]).await;
+        assert!(propagation_of(&info.stdout, "/shared").contains("shared:"));
+        let made = exec(
+            &mut rs,
+            &privileged,
+            &[
+                "sh",
+                "-c",
+                "mount -t tmpfs inner /shared/inner && echo from-the-container > /shared/inner/f",
+            ],
+        )
+        .await;
+        assert_eq!(
+            made.exit_code,
+            0,
+            "{:?}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(src_b.join("inner/f")).unwrap(),
+            "from-the-container\n"
+        );
+        // A localhost seccomp profile: mkdir fails, the rest works.
+        let mk = exec(&mut rs, &filtered, &["mkdir", "/made"]).await;
+        assert_ne!(mk.exit_code, 0);
+        assert!(
+            String::from_utf8_lossy(&mk.stderr).contains("Operation not permitted"),
+            "{mk:?}"
+        );
+        let touch = exec(&mut rs, &filtered, &["touch", "/made"]).await;
+        assert_eq!(touch.exit_code, 0);
+
+        // NODE network, pid and ipc: the host's namespaces and hostname.
+        let (host_pid, host_info) = verbose_pid(&mut rs, &hostnet, &hid).await;
+        assert!(
+            host_info["runtimeType"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("runc")),
+            "{host_info}"
+        );
+        let me = std::process::id() as i64;
+        for ns in ["net", "pid", "ipc"] {
+            assert_eq!(
+                common::ns_inode(host_pid, ns),
+                common::ns_inode(me, ns),
+                "{ns}"
+            );
+        }
+        assert_ne!(
+            common::ns_inode(target_pid, "net"),
+            common::ns_inode(me, "net")
+        );
+        let name = exec(&mut rs, &hostnet, &["hostname"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&name.stdout).trim(),
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim()
+        );
+        let st = rs
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: hid.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.runtime_handler, "runc");
+        let opts = st.linux.unwrap().namespaces.unwrap().options.unwrap();
+        assert_eq!(opts.network, cri::NamespaceMode::Node as i32);
+
+        // Stop sends SIGTERM first: the target's trap exits 3 well before the timeout.
+        rs.stop_container(cri::StopContainerRequest {
+            container_id: target.clone(),
+            timeout: 60,
+        })
+        .await
+        .unwrap();
+        let st = container_status(&mut rs, &target).await;
+        assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+
+        // ListPodSandbox by id prefix and by state.
+        let list = |f: cri::PodSandboxFilter| cri::ListPodSandboxRequest { filter: Some(f) };
+        let ids = |items: Vec<cri::PodSandbox>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        let by_id = rs
+            .list_pod_sandbox(list(cri::PodSandboxFilter {
+                id: sid[..10].into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(ids(by_id), vec![sid.clone()]);
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: hid.clone(),
+        })
+        .await
+        .unwrap();
+        let state = |s: cri::PodSandboxState| cri::PodSandboxFilter {
+            state: Some(cri::PodSandboxStateValue { state: s as i32 }),
+            ..Default::default()
+        };
+        let ready = rs
+            .list_pod_sandbox(list(state(cri::PodSandboxState::SandboxReady)))
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(ids(ready), vec![sid.clone()]);
+        let not_ready = rs
+            .list_pod_sandbox(list(state(cri::PodSandboxState::SandboxNotready)))
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(ids(not_ready), vec![hid.clone()]);
+
+        for id in [&sid, &hid] {
+            rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+    });
+    for m in [
+        src_b.join("inner"),
+        src_a.join("sub"),
+        src_a.clone(),
+        src_b.clone(),
+    ] {
+        let _ = std::process::Command::new("umount").arg(&m).status();
+    }
+    assert_eq!(p.mounts(), Vec::<String>::new());
+    assert_eq!(p.ok(&["ps", "-aq"]), "");
 }

@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use peapod_api::status::{ObservedContainer, ObservedPod, ObservedState};
 use peapod_cri::v1 as cri;
 use peapod_oci::runtime::Runtime;
 use peapod_oci::ProcessOverrides;
@@ -282,6 +283,26 @@ const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The capabilities of peapod's own bounding set, by name: what "every capability" means
+/// for a privileged container or `add: ALL` (containerd's `WithAllCurrentCapabilities`: a
+/// capability the runtime itself lacks cannot be given, and asking for it fails the start).
+pub fn current_capabilities() -> Vec<String> {
+    let bounding = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// `NET_RAW`, `net_raw` or `CAP_NET_RAW` → `CAP_NET_RAW`.
 fn cap_name(c: &str) -> String {
     let upper = c.to_ascii_uppercase();
@@ -299,6 +320,8 @@ pub struct SpecAdjustments {
     /// Every capability, no masked or read-only paths, no seccomp, `/sys` writable, every
     /// device allowed.
     pub privileged: bool,
+    /// What `ALL` and privileged mean (empty: every capability peapod knows).
+    pub all_caps: Vec<String>,
     /// Capabilities to add (any spelling; `ALL`).
     pub add_caps: Vec<String>,
     /// Capabilities to drop (any spelling; `ALL`).
@@ -321,13 +344,120 @@ pub struct SpecAdjustments {
     pub sysctls: BTreeMap<String, String>,
     /// oom_score_adj.
     pub oom_score_adj: Option<i64>,
+    /// Host devices made in the container and allowed by its device cgroup.
+    pub devices: Vec<Device>,
+    /// Namespaces (`pid`, `ipc`) the container shares with the node: left out of the spec,
+    /// so the runtime's own are inherited, as containerd does (joining `/proc/1/ns/*`
+    /// needs rights over pid 1 that peapod may not have).
+    pub node_namespaces: Vec<String>,
+}
+
+/// A host device as the container gets it (containerd's `oci.WithDevices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its path in the container.
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: char,
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+    /// The host node's permission bits.
+    pub file_mode: u32,
+    /// The host node's owner.
+    pub uid: u32,
+    /// The host node's group.
+    pub gid: u32,
+    /// The device cgroup access (`rwm` or a part of it).
+    pub access: String,
+}
+
+/// Directories of `/dev` that hold no devices a container should get (containerd skips
+/// them when a whole directory is asked for).
+const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+
+/// The devices at `host` (a device node, or a directory walked for them), to appear at
+/// `container` in the container with `access` in its device cgroup.
+pub fn devices_at(host: &str, container: &str, access: &str) -> Result<Vec<Device>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let field = format!("devices: {host:?} -> {container:?}");
+    if !container.starts_with('/') {
+        bail!(user_error(format!(
+            "{field}: container_path must be absolute"
+        )));
+    }
+    let access = if access.is_empty() { "rwm" } else { access };
+    if !access.chars().all(|c| "rwm".contains(c)) {
+        bail!(user_error(format!(
+            "{field}: permissions {access:?} must be made of r, w and m"
+        )));
+    }
+    let resolved =
+        fs::canonicalize(host).map_err(|e| user_error(format!("{field}: host_path: {e}")))?;
+    let meta =
+        fs::metadata(&resolved).map_err(|e| user_error(format!("{field}: host_path: {e}")))?;
+    let node = |path: String, m: &fs::Metadata| -> Option<Device> {
+        let ft = m.file_type();
+        let kind = if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else {
+            return None;
+        };
+        let rdev = m.rdev();
+        Some(Device {
+            path,
+            kind,
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            file_mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            access: access.to_string(),
+        })
+    };
+    if !meta.is_dir() {
+        return node(container.to_string(), &meta)
+            .map(|d| vec![d])
+            .ok_or_else(|| user_error(format!("{field}: host_path is not a device")));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(resolved, container.trim_end_matches('/').to_string())];
+    while let Some((dir, inside)) = stack.pop() {
+        let entries = fs::read_dir(&dir)
+            .map_err(|e| user_error(format!("{field}: {}: {e}", dir.display())))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(m) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                if !SKIPPED_DEV_DIRS.contains(&name.as_str()) {
+                    stack.push((e.path(), format!("{inside}/{name}")));
+                }
+            } else if let Some(d) = node(format!("{inside}/{name}"), &m) {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
 }
 
 /// Applies the adjustments to an OCI spec as JSON.
 pub fn adjust_spec(spec: &mut Value, a: &SpecAdjustments) {
     let process = &mut spec["process"];
+    let all = || -> Vec<String> {
+        if a.all_caps.is_empty() {
+            ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        } else {
+            a.all_caps.clone()
+        }
+    };
     let mut caps: Vec<String> = if a.privileged {
-        ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        all()
     } else {
         process["capabilities"]["bounding"]
             .as_array()
@@ -349,7 +479,7 @@ pub fn adjust_spec(spec: &mut Value, a: &SpecAdjustments) {
         }
         for add in &a.add_caps {
             if add.eq_ignore_ascii_case("ALL") {
-                caps = ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+                caps = all();
             } else {
                 let add = cap_name(add);
                 if !caps.contains(&add) {
@@ -408,6 +538,36 @@ pub fn adjust_spec(spec: &mut Value, a: &SpecAdjustments) {
     }
     if !a.sysctls.is_empty() {
         linux["sysctl"] = json!(a.sysctls);
+    }
+    if let Some(list) = linux["namespaces"].as_array_mut() {
+        list.retain(|n| {
+            !a.node_namespaces
+                .iter()
+                .any(|t| n["type"].as_str() == Some(t.as_str()))
+        });
+    }
+    for d in &a.devices {
+        let kind = d.kind.to_string();
+        let node = json!({
+            "path": d.path, "type": kind, "major": d.major, "minor": d.minor,
+            "fileMode": d.file_mode, "uid": d.uid, "gid": d.gid,
+        });
+        if !linux["devices"].is_array() {
+            linux["devices"] = json!([]);
+        }
+        if let Some(list) = linux["devices"].as_array_mut() {
+            list.retain(|n| n["path"] != d.path.as_str());
+            list.push(node);
+        }
+        if !linux["resources"]["devices"].is_array() {
+            linux["resources"]["devices"] = json!([]);
+        }
+        if let Some(rules) = linux["resources"]["devices"].as_array_mut() {
+            rules.push(json!({
+                "allow": true, "type": kind, "major": d.major, "minor": d.minor,
+                "access": d.access,
+            }));
+        }
     }
     let mut rootfs_propagation: Option<&str> = None;
     if let Some(mounts) = spec["mounts"].as_array_mut() {
@@ -486,7 +646,22 @@ pub fn adjustments(config: &cri::ContainerConfig, sandbox: &CriSandbox) -> Resul
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut devices = Vec::new();
+    for d in &config.devices {
+        devices.extend(devices_at(&d.host_path, &d.container_path, &d.permissions)?);
+    }
+    let ns = sc.namespace_options.clone().unwrap_or_default();
+    let mut node_namespaces = Vec::new();
+    if NsMode::from_cri(ns.pid) == NsMode::Node {
+        node_namespaces.push("pid".to_string());
+    }
+    if sandbox.ipc == NsMode::Node {
+        node_namespaces.push("ipc".to_string());
+    }
     Ok(SpecAdjustments {
+        devices,
+        node_namespaces,
+        all_caps: current_capabilities(),
         privileged: sc.privileged,
         add_caps: caps.add_capabilities,
         drop_caps: caps.drop_capabilities,
@@ -871,6 +1046,99 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A CRI sandbox's engine pod as `get pods`, `describe` and the API show it: its spec
+    /// lists the kubelet's containers (the latest attempt of each name, as the kubelet's
+    /// pod does) and its status is computed from their states by the same rules as every
+    /// pod's (`1/1 Running`, restarts from the attempt). A stopped sandbox is `NotReady`
+    /// (containerd's state name), unless every container completed. Nothing for other pods.
+    pub fn cri_pod_status(&self, uid: &str, pod: &mut Pod, observed: &ObservedPod) -> Result<()> {
+        let Some(record) =
+            peapod_store::read_json::<CriSandbox>(&self.pod_dir(uid).join(CRI_RECORD))?
+        else {
+            return Ok(());
+        };
+        let mut latest: BTreeMap<String, (Container, CriContainer)> = BTreeMap::new();
+        for c in self.pod_containers(uid)? {
+            if c.config.pod.as_ref().is_some_and(|l| l.infra) {
+                continue;
+            }
+            let path = self.container_dir(&c.config.id).join(CRI_RECORD);
+            let Some(r) = peapod_store::read_json::<CriContainer>(&path)? else {
+                continue;
+            };
+            let newer = latest.get(&r.name).is_none_or(|(old, or)| {
+                (r.attempt, c.config.created) > (or.attempt, old.config.created)
+            });
+            if newer {
+                latest.insert(r.name.clone(), (c, r));
+            }
+        }
+        let mut kept: Vec<(Container, CriContainer)> = latest.into_values().collect();
+        kept.sort_by_key(|(c, _)| c.config.created);
+        let mut observed = observed.clone();
+        observed.sandbox_ready &= !record.stopped;
+        if record.stopped {
+            observed.pod_ip = None;
+        }
+        observed.containers = kept
+            .iter()
+            .map(|(c, r)| {
+                let st = c.status.clone().unwrap_or_default();
+                let state = match c.state {
+                    State::Created => ObservedState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
+                    State::Running { .. } => ObservedState::Running {
+                        started_at: st.started_at.unwrap_or(c.config.created),
+                    },
+                    State::Exited { code, finished_at } => ObservedState::Terminated {
+                        exit_code: code,
+                        signal: None,
+                        reason: if st.error.as_deref() == Some("OOMKilled") {
+                            "OOMKilled".into()
+                        } else if code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        },
+                        message: st.error.clone().filter(|e| e != "OOMKilled"),
+                        started_at: st.started_at,
+                        finished_at,
+                    },
+                };
+                ObservedContainer {
+                    name: r.name.clone(),
+                    init: false,
+                    container_id: Some(format!("peapod://{}", c.config.id)),
+                    image: r.image.clone(),
+                    image_id: c.config.image_id.clone(),
+                    state,
+                    last_state: None,
+                    restart_count: i32::try_from(r.attempt).unwrap_or(i32::MAX),
+                    ready: None,
+                    started: None,
+                }
+            })
+            .collect();
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers = kept
+                .iter()
+                .map(|(_, r)| k8s_openapi::api::core::v1::Container {
+                    name: r.name.clone(),
+                    image: Some(r.image.clone()),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        let mut status = peapod_api::status::pod_status(pod, &observed);
+        if record.stopped && status.phase.as_deref() != Some("Succeeded") {
+            status.reason = Some("NotReady".into());
+        }
+        pod.status = Some(status);
+        Ok(())
     }
 
     /// Every CRI sandbox record with its engine pod uid (nothing else is read).
@@ -1558,6 +1826,42 @@ mod tests {
         assert_eq!(data["options"], json!(["rbind", "rslave"]));
         assert_eq!(s["linux"]["rootfsPropagation"], "rslave");
         assert_eq!(s["linux"]["sysctl"]["net.ipv4.ip_forward"], "1");
+    }
+
+    #[test]
+    fn devices_become_nodes_and_cgroup_rules() {
+        let null = devices_at("/dev/null", "/dev/mydev", "rw").unwrap();
+        assert_eq!(null.len(), 1);
+        assert_eq!(
+            (
+                null[0].path.as_str(),
+                null[0].kind,
+                null[0].major,
+                null[0].minor
+            ),
+            ("/dev/mydev", 'c', 1, 3)
+        );
+        let err = devices_at("/etc/hostname", "/dev/x", "").unwrap_err();
+        assert!(format!("{err:#}").contains("is not a device"), "{err:#}");
+        let err = devices_at("/dev/null", "/dev/x", "rwx").unwrap_err();
+        assert!(format!("{err:#}").contains("permissions"), "{err:#}");
+        let mut s = spec();
+        adjust_spec(
+            &mut s,
+            &SpecAdjustments {
+                devices: null,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            s["linux"]["devices"],
+            json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3,
+                    "fileMode": 0o666, "uid": 0, "gid": 0}])
+        );
+        assert_eq!(
+            s["linux"]["resources"]["devices"],
+            json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}])
+        );
     }
 
     #[test]

@@ -256,6 +256,8 @@ impl Engine {
             }
         }
         pod.status = Some(peapod_api::status::pod_status(&pod, &observed));
+        // A CRI sandbox's containers are the kubelet's, not its spec's.
+        self.cri_pod_status(uid, &mut pod, &observed)?;
         Ok(PodView {
             pod,
             uid: uid.to_string(),

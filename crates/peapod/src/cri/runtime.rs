@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::events::Events;
 use super::stats::{self, CpuRates};
-use super::streaming::{Pending, Streaming};
+use super::streaming::{Pending, PortForward, Streaming};
 use super::{status_of, CRI_VERSION, RUNTIME_NAME};
 use crate::engine::{Container, Engine};
 use crate::engine_cri::{nanos, CriContainer, CriSandbox, ExecTimeout, SandboxView};
@@ -264,6 +264,82 @@ fn sandbox_info(engine: &Engine, v: &SandboxView) -> serde_json::Value {
         "portMappings": v.record.port_mappings,
         "stopped": v.record.stopped,
         "podDir": engine.pod_dir(&v.uid),
+        "runtimeHandler": v.record.runtime_handler,
+        "config": {
+            "metadata": {
+                "name": v.record.name,
+                "uid": v.record.kube_uid,
+                "namespace": v.record.namespace,
+                "attempt": v.record.attempt,
+            },
+            "hostname": v.infra.as_ref().map(|c| c.config.hostname.clone()),
+            "log_directory": v.record.log_directory,
+            "labels": v.record.labels,
+            "annotations": v.record.annotations,
+            "linux": {
+                "cgroup_parent": v.record.cgroup_parent,
+                "sysctls": v.record.sysctls,
+                "security_context": {"namespace_options": {
+                    "network": v.record.network.to_cri(),
+                    "pid": v.record.pid.to_cri(),
+                    "ipc": v.record.ipc.to_cri(),
+                }},
+            },
+        },
+    })
+}
+
+/// `ContainerStatus`'s verbose `info`, in containerd's shape (`sandboxID`, `pid`,
+/// `removing`, `snapshotKey`, `snapshotter`, `runtimeType`, `config` with the CRI field
+/// names, `runtimeSpec`), plus the engine's name and cgroup path.
+fn container_info(engine: &Engine, c: &Container, r: &CriContainer, pid: i32) -> serde_json::Value {
+    let envs: Vec<serde_json::Value> = c
+        .config
+        .env
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            serde_json::json!({"key": k, "value": v})
+        })
+        .collect();
+    let mounts: Vec<serde_json::Value> = r
+        .mounts
+        .iter()
+        .map(|(container_path, host_path, readonly, propagation)| {
+            serde_json::json!({
+                "container_path": container_path,
+                "host_path": host_path,
+                "readonly": readonly,
+                "propagation": propagation,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "sandboxID": r.sandbox_id,
+        "pid": pid,
+        "removing": false,
+        "snapshotKey": c.config.id,
+        "snapshotter": "overlayfs",
+        "runtimeType": c.config.runtime.display().to_string(),
+        "name": c.config.name,
+        "cgroupsPath": c.config.cgroups_path,
+        "config": {
+            "metadata": {"name": r.name, "attempt": r.attempt},
+            "image": {"image": r.image, "user_specified_image": r.user_specified_image},
+            "command": c.config.args,
+            "working_dir": c.config.cwd,
+            "envs": envs,
+            "mounts": mounts,
+            "labels": r.labels,
+            "annotations": r.annotations,
+            "log_path": r.log_path,
+            "stdin": c.config.open_stdin,
+            "stdin_once": r.stdin_once,
+            "tty": c.config.tty,
+        },
+        "runtimeSpec": peapod_store::read_json::<serde_json::Value>(
+            &engine.container_dir(&c.config.id).join("bundle/config.json"),
+        ).ok().flatten(),
     })
 }
 
@@ -742,23 +818,10 @@ impl RuntimeService for Runtime {
                     State::Running { pid, .. } => pid,
                     _ => 0,
                 };
-                let v = serde_json::json!({
-                    "sandboxID": r.sandbox_id,
-                    "pid": pid,
-                    "name": c.config.name,
-                    "runtimeType": c.config.runtime.display().to_string(),
-                    "cgroupsPath": c.config.cgroups_path,
-                    "config": {
-                        "args": c.config.args,
-                        "env": c.config.env,
-                        "cwd": c.config.cwd,
-                        "user": c.config.user,
-                    },
-                    "runtimeSpec": peapod_store::read_json::<serde_json::Value>(
-                        &engine.container_dir(&c.config.id).join("bundle/config.json"),
-                    ).ok().flatten(),
-                });
-                info.insert("info".to_string(), v.to_string());
+                info.insert(
+                    "info".to_string(),
+                    container_info(&engine, &c, &r, pid).to_string(),
+                );
             }
             Ok(Response::new(cri::ContainerStatusResponse {
                 status: Some(container_status(&c, &r)),
@@ -917,7 +980,10 @@ impl RuntimeService for Runtime {
                         .unwrap_or_else(|| format!("/proc/{pid}/ns/net").into()),
                 )
             };
-            Ok(Pending::PortForward(netns))
+            Ok(Pending::PortForward(PortForward {
+                netns,
+                ports: req.port.iter().map(|p| *p as u16).collect(),
+            }))
         })
         .await?;
         let url = self.streaming.url_for(pending)?;

@@ -4,8 +4,12 @@
 //! upgrades a connection to it. A token is random, single-use and expires after a minute.
 //! Exec and attach speak the remotecommand protocols through the same transports as the
 //! Kubernetes API's `pods/exec` (SPDY/3.1 `v4.channel.k8s.io`, WebSocket `v5`/`v4`);
-//! port-forward speaks SPDY/3.1 `portforward.k8s.io`: per forwarded connection the client
-//! opens an `error` and a `data` stream carrying `port` and `requestid`, the server
+//! port-forward speaks SPDY/3.1 `portforward.k8s.io` (per forwarded connection the client
+//! opens an `error` and a `data` stream carrying `port` and `requestid`) and WebSocket as
+//! the kubelet's `portforward/websocket.go` does (`v4.channel.k8s.io`, its base64 variant,
+//! or no sub-protocol: one connection per port of the request, or of the `port` query
+//! parameters when the request named none, on channels 2i (data) and 2i+1 (error), each
+//! opened by a frame holding the port as a little-endian u16). Either way the server
 //! connects to `localhost:<port>` in the sandbox's network namespace and relays bytes.
 
 use std::collections::HashMap;
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +35,10 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 const MAX_IN_FLIGHT: usize = 1000;
 /// The SPDY sub-protocol of port-forward.
 pub const PORT_FORWARD_V1: &str = "portforward.k8s.io";
+/// Port-forward's WebSocket sub-protocols (binary channels, base64 text channels); a
+/// client offering none gets binary channels.
+pub const PORT_FORWARD_WS_V4: &str = "v4.channel.k8s.io";
+pub const PORT_FORWARD_WS_V4_BASE64: &str = "v4.base64.channel.k8s.io";
 
 /// What a token stands for, checked and ready when its connection arrives.
 pub enum Pending {
@@ -38,8 +46,8 @@ pub enum Pending {
     Exec(exec::Session, Wanted),
     /// An attach to a container's attach socket.
     Attach(attach_session::Session),
-    /// A port-forward into a sandbox: its network namespace (None: the host's).
-    PortForward(Option<PathBuf>),
+    /// A port-forward into a sandbox.
+    PortForward(PortForward),
 }
 
 impl Pending {
@@ -50,6 +58,15 @@ impl Pending {
             Pending::PortForward(_) => "portforward",
         }
     }
+}
+
+/// A port-forward's target.
+#[derive(Debug, Clone, Default)]
+pub struct PortForward {
+    /// The sandbox's network namespace (None: the host's).
+    pub netns: Option<PathBuf>,
+    /// The ports of the request (WebSocket clients may name them in the URL instead).
+    pub ports: Vec<u16>,
 }
 
 /// The streaming server: its address and the tokens not used yet.
@@ -108,6 +125,17 @@ impl Streaming {
         let token = new_token();
         tokens.insert(token.clone(), (Instant::now(), what));
         Ok(format!("http://{}/{kind}/{token}", self.addr))
+    }
+
+    /// The ports a port-forward token's request named (None: no such token).
+    fn ports_of(&self, token: &str) -> Option<Vec<u16>> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match tokens.get(token) {
+            Some((made, Pending::PortForward(pf))) if made.elapsed() < TOKEN_TTL => {
+                Some(pf.ports.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Takes a token's request (once), if it is still valid and of this kind.
@@ -185,11 +213,31 @@ async fn serve_token(
             format!("unable to upgrade: no common stream protocol with {protocols:?}: peapod speaks {wanted} over SPDY"),
         );
     }
+    // A WebSocket port-forward: its sub-protocol and ports, as the kubelet checks them.
+    let mut ws_forward = None;
     if !spdy && kind == "portforward" {
-        return plain(
-            400,
-            "peapod serves port-forward over SPDY/3.1 (portforward.k8s.io) only",
-        );
+        let protocol = match ws_port_forward_protocol(&req) {
+            Ok(p) => p,
+            Err(msg) => return plain(400, msg),
+        };
+        let mut ports = match st.ports_of(&token) {
+            Some(p) => p,
+            None => return plain(404, format!("unknown or expired {kind} token {token:?}")),
+        };
+        if ports.is_empty() {
+            ports = match query_ports(req.uri().query().unwrap_or_default()) {
+                Ok(p) => p,
+                Err(msg) => return plain(400, msg),
+            };
+        }
+        // Two channels per port, numbered by one byte.
+        if ports.len() > 128 {
+            return plain(
+                400,
+                format!("{} ports asked for: at most 128 per WebSocket", ports.len()),
+            );
+        }
+        ws_forward = Some((protocol, ports));
     }
     let Some(pending) = st.take(&kind, &token) else {
         return plain(404, format!("unknown or expired {kind} token {token:?}"));
@@ -197,9 +245,21 @@ async fn serve_token(
     if !spdy {
         let (mut parts, _) = req.into_parts();
         let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(ws) => ws.protocols([V5, V4]),
+            Ok(ws) => ws,
             Err(e) => return plain(400, format!("{kind}: bad WebSocket upgrade: {e}")),
         };
+        if let (Pending::PortForward(pf), Some((protocol, ports))) = (&pending, ws_forward) {
+            let netns = pf.netns.clone();
+            let base64 = protocol == Some(PORT_FORWARD_WS_V4_BASE64);
+            let ws = match protocol {
+                Some(p) => ws.protocols([p]),
+                None => ws,
+            };
+            return ws
+                .on_upgrade(move |socket| port_forward_ws(socket, netns, ports, base64))
+                .into_response();
+        }
+        let ws = ws.protocols([V5, V4]);
         return match pending {
             Pending::Exec(session, _) => ws
                 .on_upgrade(move |socket| {
@@ -211,7 +271,7 @@ async fn serve_token(
                     exec::over_websocket(socket, move |tx, rx| attach_session::relay(s, tx, rx))
                 })
                 .into_response(),
-            Pending::PortForward(_) => plain(400, "port-forward needs SPDY/3.1"),
+            Pending::PortForward(_) => plain(500, "port-forward without its ports"),
         };
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -233,7 +293,7 @@ async fn serve_token(
                 };
                 exec::over_spdy(io, w, move |tx, rx| attach_session::relay(s, tx, rx)).await
             }
-            Pending::PortForward(netns) => port_forward(io, netns).await,
+            Pending::PortForward(pf) => port_forward(io, pf.netns).await,
         }
     });
     Response::builder()
@@ -416,16 +476,246 @@ async fn forward(
     up.abort();
 }
 
+/// The sub-protocol a WebSocket port-forward gets: the first the client offers that the
+/// kubelet's `wsstream` knows (None: the client offered none, binary channels).
+fn ws_port_forward_protocol(req: &axum::extract::Request) -> Result<Option<&'static str>, String> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    let known = [PORT_FORWARD_WS_V4, PORT_FORWARD_WS_V4_BASE64];
+    offered
+        .iter()
+        .find_map(|o| known.iter().find(|k| **k == o.as_str()).copied())
+        .map(Some)
+        .ok_or_else(|| {
+            format!("requested protocol(s) are not supported: {offered:?}; supports {known:?}")
+        })
+}
+
+/// The ports of a WebSocket port-forward URL (`?port=80&port=8080`, or `?port=80,8080`),
+/// checked as the kubelet's `NewV4Options` checks them.
+fn query_ports(query: &str) -> Result<Vec<u16>, String> {
+    let values: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "port")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if values.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    let mut ports = Vec::new();
+    for value in values {
+        if value.is_empty() {
+            return Err("query parameter \"port\" cannot be empty".into());
+        }
+        for p in value.split(',') {
+            let port: u16 = p
+                .parse()
+                .map_err(|e| format!("unable to parse {value:?} as a port: {e}"))?;
+            if port == 0 {
+                return Err(format!("port {value:?} must be > 0"));
+            }
+            ports.push(port);
+        }
+    }
+    Ok(ports)
+}
+
+/// One WebSocket channel frame: the channel as a byte (binary) or a digit followed by
+/// base64 (text), as `wsstream` writes them.
+fn ws_frame(channel: u8, data: &[u8], base64: bool) -> Message {
+    if base64 {
+        use base64::Engine as _;
+        let mut text = String::with_capacity(1 + data.len() * 4 / 3 + 4);
+        text.push(char::from(b'0' + channel));
+        text.push_str(&base64::engine::general_purpose::STANDARD.encode(data));
+        Message::Text(text.into())
+    } else {
+        let mut v = Vec::with_capacity(data.len() + 1);
+        v.push(channel);
+        v.extend_from_slice(data);
+        Message::Binary(v.into())
+    }
+}
+
+/// A client frame as (channel, data); None for what carries no channel data.
+fn ws_channel_data(msg: Message, base64: bool) -> Option<(u8, Vec<u8>)> {
+    match msg {
+        Message::Binary(b) if !base64 && !b.is_empty() => Some((b[0], b[1..].to_vec())),
+        Message::Text(t) if base64 && !t.is_empty() => {
+            use base64::Engine as _;
+            let t = t.as_str();
+            let channel = t.as_bytes()[0].checked_sub(b'0')?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(&t[1..])
+                .ok()?;
+            Some((channel, data))
+        }
+        _ => None,
+    }
+}
+
+/// A WebSocket port-forward session: port i is forwarded over channels 2i (data, both
+/// ways) and 2i+1 (error, to the client); each channel's first frame is the port (u16,
+/// little-endian). The session ends when every connection has ended or the client goes.
+async fn port_forward_ws(socket: WebSocket, netns: Option<PathBuf>, ports: Vec<u16>, base64: bool) {
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
+    let writer = tokio::spawn(async move {
+        while let Some((channel, data)) = out_rx.recv().await {
+            if sink.send(ws_frame(channel, &data, base64)).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await;
+    });
+    let mut to_conns = Vec::new();
+    let mut conns = tokio::task::JoinSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
+        for ch in [data, error] {
+            let _ = out_tx.send((ch, port.to_le_bytes().to_vec())).await;
+        }
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        to_conns.push(tx);
+        conns.spawn(forward_ws(
+            out_tx.clone(),
+            netns.clone(),
+            *port,
+            data,
+            error,
+            rx,
+        ));
+    }
+    drop(out_tx);
+    let reader = async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            let Some((channel, data)) = ws_channel_data(msg, base64) else {
+                continue;
+            };
+            // Only data channels (even) are read; what a finished connection gets is dropped.
+            if channel % 2 == 0 {
+                if let Some(tx) = to_conns.get(usize::from(channel / 2)) {
+                    let _ = tx.send(data).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => conns.abort_all(),
+        _ = async { while conns.join_next().await.is_some() {} } => {}
+    }
+    let _ = writer.await;
+}
+
+/// One port of a WebSocket port-forward: the connection's bytes on channel `data`, a
+/// failure on channel `error`.
+async fn forward_ws(
+    out: mpsc::Sender<(u8, Vec<u8>)>,
+    netns: Option<PathBuf>,
+    port: u16,
+    data: u8,
+    error: u8,
+    mut from_client: mpsc::Receiver<Vec<u8>>,
+) {
+    let conn = match connect_in(netns, port).await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "error forwarding port {port} to pod: failed to connect to localhost:{port} inside the sandbox: {e}"
+            );
+            let _ = out.send((error, msg.into_bytes())).await;
+            return;
+        }
+    };
+    let (mut rd, mut wr) = conn.into_split();
+    let up = tokio::spawn(async move {
+        while let Some(d) = from_client.recv().await {
+            if wr.write_all(&d).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if out.send((data, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    up.abort();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_query_parameters_as_the_kubelet_reads_them() {
+        assert_eq!(
+            query_ports("port=80&port=8080,9090"),
+            Ok(vec![80, 8080, 9090])
+        );
+        assert_eq!(query_ports("port=80%2C81"), Ok(vec![80, 81]));
+        assert_eq!(
+            query_ports("other=1"),
+            Err("query parameter \"port\" is required".to_string())
+        );
+        assert!(query_ports("port=")
+            .unwrap_err()
+            .contains("cannot be empty"));
+        assert!(query_ports("port=0").unwrap_err().contains("must be > 0"));
+        assert!(query_ports("port=70000")
+            .unwrap_err()
+            .contains("unable to parse"));
+    }
+
+    #[test]
+    fn channel_frames_binary_and_base64() {
+        let port = 8080u16.to_le_bytes();
+        assert_eq!(
+            ws_frame(1, &port, false),
+            Message::Binary(vec![1, 0x90, 0x1f].into())
+        );
+        assert_eq!(ws_frame(1, &port, true), Message::Text("1kB8=".into()));
+        assert_eq!(
+            ws_channel_data(Message::Text("0aGk=".into()), true),
+            Some((0, b"hi".to_vec()))
+        );
+        assert_eq!(
+            ws_channel_data(Message::Binary(vec![2, b'h'].into()), false),
+            Some((2, b"h".to_vec()))
+        );
+        assert_eq!(ws_channel_data(Message::Binary(vec![].into()), false), None);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn tokens_are_single_use_and_of_one_kind() {
         let s = Streaming::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let url = s.url_for(Pending::PortForward(None)).unwrap();
+        let url = s.url_for(Pending::PortForward(Default::default())).unwrap();
         let prefix = format!("http://{}/portforward/", s.addr());
         let token = url.strip_prefix(&prefix).expect("a portforward URL");
         assert_eq!(token.len(), 16);
@@ -435,7 +725,7 @@ mod tests {
             s.take("portforward", token).is_none(),
             "a token is single-use"
         );
-        let other = s.url_for(Pending::PortForward(None)).unwrap();
+        let other = s.url_for(Pending::PortForward(Default::default())).unwrap();
         assert_ne!(other, url);
     }
 }
