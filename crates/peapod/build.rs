@@ -1,4 +1,4 @@
-//! Links the `peapod` binary as a fixed-address (non-PIE) executable: a PIE's loader
+//! Links the `peapod` and `peapod-infra` binaries as a fixed-address (non-PIE) executable: a PIE's loader
 //! rewrites every pointer in its relocated data at start-up (about 50,000 relocations,
 //! ~0.9 MiB of pages), making them private to each process; every pod keeps a monitor
 //! resident, so those pages were most of a pod's engine memory. Non-PIE, they stay clean
@@ -7,4 +7,5 @@
 
 fn main() {
     println!("cargo:rustc-link-arg-bin=peapod=-no-pie");
+    println!("cargo:rustc-link-arg-bin=peapod-infra=-no-pie");
 }

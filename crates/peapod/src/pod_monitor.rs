@@ -570,6 +570,7 @@ impl PodMonitor<'_> {
             // Going idle after work: what the work freed need not stay resident.
             if busy && wake.is_none_or(|d| d > now + IDLE) {
                 peapod_sys::release_free_heap();
+                peapod_sys::release_unused_stack();
                 busy = false;
             }
             let timeout = wake.map_or(PollTimeout::NONE, |d| {

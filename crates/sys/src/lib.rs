@@ -165,3 +165,46 @@ pub fn release_free_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// Gives back the main thread's stack pages below the caller's frame (keeping a margin for
+/// the calls it makes next): a long-lived process whose start-up ran deep (parsing, setup)
+/// and whose steady state is shallow need not keep those pages resident. A no-op off the
+/// main thread, whose stack is the only `[stack]` mapping.
+pub fn release_unused_stack() {
+    const MARGIN: usize = 16 * 1024;
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some((start, end)) = maps.lines().find(|l| l.ends_with("[stack]")).and_then(|l| {
+        let (range, _) = l.split_once(' ')?;
+        let (a, b) = range.split_once('-')?;
+        Some((
+            usize::from_str_radix(a, 16).ok()?,
+            usize::from_str_radix(b, 16).ok()?,
+        ))
+    }) else {
+        return;
+    };
+    if !(start..end).contains(&sp) {
+        return;
+    }
+    let page = 4096;
+    let limit = sp.saturating_sub(MARGIN) & !(page - 1);
+    if limit <= start {
+        return;
+    }
+    // SAFETY: [start, limit) is the main thread's stack below the current frame by more than
+    // MARGIN bytes: no live frame, local or red zone is there (this thread's frames are all
+    // above `sp`, and no other thread runs on this stack). MADV_DONTNEED on private
+    // anonymous memory only makes those pages read back as zeroes when touched again, which
+    // is what a fresh stack page is; the mapping itself (and its growth) is unchanged.
+    unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            limit - start,
+            libc::MADV_DONTNEED,
+        );
+    }
+}
