@@ -38,6 +38,9 @@ pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool, pid1: &[&str])
             }
             let _ = std::io::stdout().flush();
             fault("infra-ready")?;
+            // It idles from here on: keep only what is its own resident.
+            peapod_sys::release_idle_text();
+            peapod_sys::release_free_heap();
             pid1
         }
         Err(e) => {

@@ -567,8 +567,10 @@ impl PodMonitor<'_> {
                 wake = Some(wake.map_or(j.deadline, |x| x.min(j.deadline)));
             }
             let now = Instant::now();
-            // Going idle after work: what the work freed need not stay resident.
+            // Going idle after work: what the work freed, and the code it ran, need not stay
+            // resident (the monitor's memory is most of a pod's engine overhead).
             if busy && wake.is_none_or(|d| d > now + IDLE) {
+                peapod_sys::release_idle_text();
                 peapod_sys::release_free_heap();
                 peapod_sys::release_unused_stack();
                 busy = false;
