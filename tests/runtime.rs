@@ -2,8 +2,9 @@
 //! `peapod-runtime`) end to end, as root, whatever `PEAPOD_TEST_RUNTIME` says: a container's
 //! run, exec, stop and rm; a two-container tty pod reaching Running; a foreground tty; the
 //! seccomp profile in the init and in exec'd processes, compiled once and loaded from the
-//! state root's cache. The whole `containers` and `pods`
-//! suites run against it with `PEAPOD_TEST_RUNTIME=peapod`.
+//! state root's cache; `update` of a container's limits; a shared pid namespace's cgroup
+//! mount; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
+//! whatever the default.
 
 mod common;
 
@@ -14,6 +15,11 @@ use common::{example, manifest, pod_json, wait_pod, Peapod};
 
 /// A harness root whose config selects the built-in runtime.
 fn builtin() -> Peapod {
+    with_runtime("peapod")
+}
+
+/// A harness root whose config selects `runtime`, whatever `PEAPOD_TEST_RUNTIME` says.
+fn with_runtime(runtime: &str) -> Peapod {
     let p = Peapod::new();
     let config = p.root.join("etc/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -22,7 +28,7 @@ fn builtin() -> Peapod {
         .filter(|l| !l.starts_with("runtime ="))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&config, format!("runtime = \"peapod\"\n{rest}")).unwrap();
+    std::fs::write(&config, format!("runtime = {runtime:?}\n{rest}")).unwrap();
     p
 }
 
@@ -439,6 +445,52 @@ spec:
         assert!(err.contains("Read-only file system"), "{err}");
     }
     p.ok(&["delete", "pod", "shared-cg", "--grace-period", "0"]);
+    common::eventually(Duration::from_secs(10), "runtime state removed", || {
+        runtime_states(&p).is_empty().then_some(())
+    });
+}
+
+/// `runtime = "runc"` still selects runc: a container's run, exec, stop and rm, and a
+/// two-container pod's start and delete, the record naming runc's binary.
+#[test]
+fn runc_stays_selectable() {
+    let p = with_runtime("runc");
+    let id = p
+        .ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let runtime = p.inspect("web")["HostConfig"]["Runtime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        Path::new(&runtime).file_name().unwrap(),
+        "runc",
+        "{runtime}"
+    );
+    assert_eq!(runtime_states(&p), std::slice::from_ref(&id));
+    assert_eq!(
+        p.ok(&["exec", "web", "sh", "-c", "echo $((6 * 7))"]).trim(),
+        "42"
+    );
+    p.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(p.inspect("web")["State"]["ExitCode"], 137);
+    p.ok(&["rm", "web"]);
+    assert!(p.cgroup_dirs(&id).is_empty(), "{:?}", p.cgroup_dirs(&id));
+
+    let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
+    p.ok(&["apply", "-f", &file, "--wait"]);
+    wait_pod(&p, "two-containers", "2/2", "Running");
+    let out = p.ok(&[
+        "exec",
+        "two-containers",
+        "-c",
+        "my-test-container2",
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(out.trim(), "two-containers");
+    p.ok(&["delete", "pod", "two-containers", "--grace-period", "0"]);
     common::eventually(Duration::from_secs(10), "runtime state removed", || {
         runtime_states(&p).is_empty().then_some(())
     });
