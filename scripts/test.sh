@@ -8,3 +8,5 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads=2
+# The built-in runtime is the default: the containers suite once more against runc.
+PEAPOD_TEST_RUNTIME=runc cargo test -p peapod --test containers -- --test-threads=2

@@ -128,7 +128,11 @@ fn version_status_and_runtime_config() {
                 .unwrap_or_else(|| panic!("no {want} in {conditions:?}"));
             assert!(c.status, "{c:?}");
         }
-        assert!(status.info["config"].contains("runc"), "{:?}", status.info);
+        assert!(
+            status.info["config"].contains(common::runtime_binary_name()),
+            "{:?}",
+            status.info
+        );
         let config = rs
             .runtime_config(cri::RuntimeConfigRequest {})
             .await

@@ -2,8 +2,9 @@
 //! `peapod-runtime`) end to end, as root, whatever `PEAPOD_TEST_RUNTIME` says: a container's
 //! run, exec, stop and rm; a two-container tty pod reaching Running; a foreground tty; the
 //! seccomp profile in the init and in exec'd processes, compiled once and loaded from the
-//! state root's cache. The whole `containers` and `pods`
-//! suites run against it with `PEAPOD_TEST_RUNTIME=peapod`.
+//! state root's cache; `update` of a container's limits; a shared pid namespace's cgroup
+//! mount; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
+//! whatever the default.
 
 mod common;
 
@@ -14,6 +15,11 @@ use common::{example, manifest, pod_json, wait_pod, Peapod};
 
 /// A harness root whose config selects the built-in runtime.
 fn builtin() -> Peapod {
+    with_runtime("peapod")
+}
+
+/// A harness root whose config selects `runtime`, whatever `PEAPOD_TEST_RUNTIME` says.
+fn with_runtime(runtime: &str) -> Peapod {
     let p = Peapod::new();
     let config = p.root.join("etc/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -22,7 +28,7 @@ fn builtin() -> Peapod {
         .filter(|l| !l.starts_with("runtime ="))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&config, format!("runtime = \"peapod\"\n{rest}")).unwrap();
+    std::fs::write(&config, format!("runtime = {runtime:?}\n{rest}")).unwrap();
     p
 }
 
@@ -267,4 +273,225 @@ fn seccomp_filter_is_compiled_once_and_loaded_from_the_cache() {
 
     p.ok(&["rm", "-f", "first", "second", "bad"]);
     assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
+}
+
+/// Runs the built-in runtime's `update --resources -` on a container, as peapod's driver
+/// (`Runtime::update`, CRI UpdateContainerResources) does.
+fn runtime_update(p: &Peapod, id: &str, resources: &str) -> std::process::Output {
+    use std::io::Write;
+    let state = p.root.join("run/runtime");
+    let mut child = std::process::Command::new(state.join(".bin/peapod-runtime"))
+        .arg("--root")
+        .arg(&state)
+        .args(["update", "--resources", "-", id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(resources.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The value of a container's cgroup file: `v1` (`controller/file`) on a v1 host, `v2`
+/// (`file`) on a v2 one.
+fn cgroup_value(p: &Peapod, id: &str, v1: &str, v2: &str) -> String {
+    let dirs = p.cgroup_dirs(id);
+    let path = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        dirs[0].join(v2)
+    } else {
+        let (controller, file) = v1.split_once('/').unwrap();
+        dirs.iter()
+            .find(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(controller)))
+            .unwrap_or_else(|| panic!("no {controller} cgroup in {dirs:?}"))
+            .join(file)
+    };
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn update_sets_memory_cpu_and_pids_limits_of_a_running_container() {
+    let p = builtin();
+    let id = p
+        .ok(&["run", "-d", "--name", "lim", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+
+    let o = runtime_update(
+        &p,
+        &id,
+        r#"{"memory":{"limit":67108864},"cpu":{"quota":20000,"period":100000},"pids":{"limit":4}}"#,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let memory = || cgroup_value(&p, &id, "memory/memory.limit_in_bytes", "memory.max");
+    assert_eq!(memory(), "67108864");
+    if v2 {
+        assert_eq!(cgroup_value(&p, &id, "", "cpu.max"), "20000 100000");
+    } else {
+        assert_eq!(cgroup_value(&p, &id, "cpu/cpu.cfs_quota_us", ""), "20000");
+        assert_eq!(cgroup_value(&p, &id, "cpu/cpu.cfs_period_us", ""), "100000");
+    }
+    assert_eq!(cgroup_value(&p, &id, "pids/pids.max", "pids.max"), "4");
+    // The limit holds for the container's processes: a fifth cannot be forked.
+    let o = p.run(&[
+        "exec",
+        "lim",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do sleep 5 & done; wait",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("can't fork"), "{err}");
+
+    // A later update changes what it names and keeps the rest, as runc's does.
+    let o = runtime_update(&p, &id, r#"{"pids":{"limit":100}}"#);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(cgroup_value(&p, &id, "pids/pids.max", "pids.max"), "100");
+    assert_eq!(memory(), "67108864");
+    p.ok(&[
+        "exec",
+        "lim",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do true & done; wait",
+    ]);
+
+    // Bad input and unknown containers are refused, naming what is wrong; nothing changes.
+    let o = runtime_update(&p, &id, r#"{"memory":5}"#);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("invalid --resources"),
+        "{err}"
+    );
+    assert_eq!(memory(), "67108864");
+    let o = runtime_update(&p, "no-such-container", "{}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("container no-such-container does not exist"),
+        "{err}"
+    );
+
+    p.ok(&["rm", "-f", "lim"]);
+    assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
+}
+
+/// A container joining the pod's shared pid namespace gets its own cgroup mounted at
+/// /sys/fs/cgroup, whatever its pid there (libcontainer alone fails when no host process
+/// has that pid: the init container below pushes the app's pid past the host's low ones).
+#[test]
+fn a_container_in_a_shared_pid_namespace_sees_its_own_cgroup() {
+    let p = builtin();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shared-cg
+spec:
+  shareProcessNamespace: true
+  initContainers:
+  - name: burn
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "i=0; while [ $i -lt 150 ]; do /bin/true; i=$((i+1)); done"]
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "1000"]
+    resources:
+      limits: {memory: 48Mi}
+"#;
+    p.ok(&["apply", "-f", &manifest(&p, "shared-cg.yaml", pod)]);
+    wait_pod(&p, "shared-cg", "1/1", "Running");
+    let pid = p.ok(&[
+        "exec",
+        "shared-cg",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "echo $$",
+    ]);
+    assert!(pid.trim().parse::<u32>().unwrap() > 150, "{pid}");
+    let v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let file = if v1 {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    } else {
+        "/sys/fs/cgroup/memory.max"
+    };
+    let limit = p.ok(&["exec", "shared-cg", "-c", "app", "--", "cat", file]);
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    if v1 {
+        // Read-only, as the spec's cgroup mount asks.
+        let (_, err) = p.fails(&[
+            "exec",
+            "shared-cg",
+            "-c",
+            "app",
+            "--",
+            "mkdir",
+            "/sys/fs/cgroup/memory/x",
+        ]);
+        assert!(err.contains("Read-only file system"), "{err}");
+    }
+    p.ok(&["delete", "pod", "shared-cg", "--grace-period", "0"]);
+    common::eventually(Duration::from_secs(10), "runtime state removed", || {
+        runtime_states(&p).is_empty().then_some(())
+    });
+}
+
+/// `runtime = "runc"` still selects runc: a container's run, exec, stop and rm, and a
+/// two-container pod's start and delete, the record naming runc's binary.
+#[test]
+fn runc_stays_selectable() {
+    let p = with_runtime("runc");
+    let id = p
+        .ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let runtime = p.inspect("web")["HostConfig"]["Runtime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        Path::new(&runtime).file_name().unwrap(),
+        "runc",
+        "{runtime}"
+    );
+    assert_eq!(runtime_states(&p), std::slice::from_ref(&id));
+    assert_eq!(
+        p.ok(&["exec", "web", "sh", "-c", "echo $((6 * 7))"]).trim(),
+        "42"
+    );
+    p.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(p.inspect("web")["State"]["ExitCode"], 137);
+    p.ok(&["rm", "web"]);
+    assert!(p.cgroup_dirs(&id).is_empty(), "{:?}", p.cgroup_dirs(&id));
+
+    let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
+    p.ok(&["apply", "-f", &file, "--wait"]);
+    wait_pod(&p, "two-containers", "2/2", "Running");
+    let out = p.ok(&[
+        "exec",
+        "two-containers",
+        "-c",
+        "my-test-container2",
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(out.trim(), "two-containers");
+    p.ok(&["delete", "pod", "two-containers", "--grace-period", "0"]);
+    common::eventually(Duration::from_secs(10), "runtime state removed", || {
+        runtime_states(&p).is_empty().then_some(())
+    });
 }

@@ -44,6 +44,18 @@ pub fn busybox_archive() -> &'static Path {
     })
 }
 
+/// The file name of the OCI runtime binary the harness's peapod runs: `PEAPOD_TEST_RUNTIME`'s
+/// (a name or a path), else the built-in runtime's link (the default; `peapod`, `builtin`).
+pub fn runtime_binary_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| match std::env::var("PEAPOD_TEST_RUNTIME") {
+        Ok(r) if r != "peapod" && r != "builtin" => Path::new(&r)
+            .file_name()
+            .map_or(r.clone(), |n| n.to_string_lossy().into_owned()),
+        _ => "peapod-runtime".to_owned(),
+    })
+}
+
 /// One test's private peapod.
 pub struct Peapod {
     pub root: PathBuf,

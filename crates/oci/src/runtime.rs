@@ -96,29 +96,25 @@ struct StateDocument {
 }
 
 impl Runtime {
-    /// Resolves `name_or_path` (None: crun where it works on this host, runc otherwise).
+    /// Resolves `name_or_path`; None (no runtime configured) is the built-in runtime.
     ///
-    /// crun is chosen only on a pure cgroup v2 host (`/sys/fs/cgroup/cgroup.controllers`
-    /// exists): Debian's crun refuses hybrid hosts. A name is looked up on `$PATH`, then in
-    /// the standard system directories; anything with a `/` must be an executable file.
-    ///
-    /// `peapod` or `builtin` is this peapod binary as its own runtime ([`BUILTIN_RUNTIME`]);
-    /// call that only from the peapod binary, whose executable the link points at.
+    /// `peapod` or `builtin` (or None) is this peapod binary as its own runtime
+    /// ([`BUILTIN_RUNTIME`]); call that only from the peapod binary, whose executable the
+    /// link points at. It is the default because it is the faster one (docs/performance.md:
+    /// one process per command, no Go runtime start-up, a seccomp filter compiled once).
+    /// Any other name (runc, crun, youki) is looked up on `$PATH`, then in the standard
+    /// system directories; anything with a `/` must be an executable file.
     pub fn resolve(name_or_path: Option<&str>, state_root: &Path) -> Result<Self, RuntimeError> {
-        if name_or_path.is_some_and(|n| BUILTIN_NAMES.contains(&n)) {
+        let Some(name_or_path) = name_or_path.filter(|n| !BUILTIN_NAMES.contains(n)) else {
             let binary = builtin_link(state_root);
             link_builtin(&binary)?;
             return Ok(Self {
                 binary,
                 state_root: state_root.to_owned(),
             });
-        }
+        };
         let path_var = std::env::var_os("PATH");
-        let binary = resolve_binary(
-            name_or_path,
-            path_var.as_deref(),
-            Path::new("/sys/fs/cgroup"),
-        )?;
+        let binary = resolve_binary(name_or_path, path_var.as_deref())?;
         Ok(Self {
             binary,
             state_root: state_root.to_owned(),
@@ -397,20 +393,10 @@ fn link_builtin(link: &Path) -> Result<(), RuntimeError> {
     std::fs::rename(&tmp, link).map_err(|e| io_err("rename", link, e))
 }
 
-/// The lookup behind [`Runtime::resolve`], with `$PATH` and the cgroup mount injected.
-fn resolve_binary(
-    name_or_path: Option<&str>,
-    path_var: Option<&OsStr>,
-    cgroup_mount: &Path,
-) -> Result<PathBuf, RuntimeError> {
+/// The lookup behind [`Runtime::resolve`] for a named runtime, with `$PATH` injected.
+fn resolve_binary(name_or_path: &str, path_var: Option<&OsStr>) -> Result<PathBuf, RuntimeError> {
     match name_or_path {
-        None => {
-            let pure_v2 = cgroup_mount.join("cgroup.controllers").exists();
-            let crun = pure_v2.then(|| find_on_path("crun", path_var)).flatten();
-            crun.or_else(|| find_on_path("runc", path_var))
-                .ok_or_else(|| RuntimeError::NotFound("runc".to_owned()))
-        }
-        Some(p) if p.contains('/') => {
+        p if p.contains('/') => {
             let path = std::path::absolute(p).map_err(|_| RuntimeError::NotFound(p.to_owned()))?;
             if is_executable(&path) {
                 Ok(path)
@@ -418,10 +404,8 @@ fn resolve_binary(
                 Err(RuntimeError::NotFound(p.to_owned()))
             }
         }
-        Some(name) if !name.is_empty() => {
-            find_on_path(name, path_var).ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
-        }
-        Some(name) => Err(RuntimeError::NotFound(name.to_owned())),
+        "" => Err(RuntimeError::NotFound(String::new())),
+        name => find_on_path(name, path_var).ok_or_else(|| RuntimeError::NotFound(name.to_owned())),
     }
 }
 
@@ -550,50 +534,34 @@ mod tests {
     }
 
     #[test]
-    fn default_prefers_crun_only_on_pure_v2() {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        fs::create_dir(&bin).unwrap();
-        executable(&bin.join("crun"));
-        executable(&bin.join("runc"));
-        let v1 = dir.path().join("v1");
-        let v2 = dir.path().join("v2");
-        fs::create_dir_all(v1.join("unified")).unwrap();
-        fs::create_dir(&v2).unwrap();
-        fs::write(v2.join("cgroup.controllers"), "").unwrap();
-        let path = Some(bin.as_os_str());
-        assert_eq!(resolve_binary(None, path, &v2).unwrap(), bin.join("crun"));
-        assert_eq!(resolve_binary(None, path, &v1).unwrap(), bin.join("runc"));
-    }
-
-    #[test]
     fn names_and_paths() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         executable(&bin.join("youki"));
         fs::write(bin.join("plain"), "").unwrap();
+        executable(&bin.join("runc"));
         let path = Some(bin.as_os_str());
-        let v1 = dir.path();
-        assert_eq!(
-            resolve_binary(Some("youki"), path, v1).unwrap(),
-            bin.join("youki")
-        );
+        assert_eq!(resolve_binary("youki", path).unwrap(), bin.join("youki"));
+        assert_eq!(resolve_binary("runc", path).unwrap(), bin.join("runc"));
         let youki = bin.join("youki");
-        assert_eq!(resolve_binary(youki.to_str(), path, v1).unwrap(), youki);
+        assert_eq!(
+            resolve_binary(youki.to_str().unwrap(), path).unwrap(),
+            youki
+        );
         for missing in ["no-such-runtime-xyz", "plain", "", "/nonexistent/runc"] {
             assert!(
-                matches!(resolve_binary(Some(missing), path, v1), Err(RuntimeError::NotFound(ref n)) if n == missing),
+                matches!(resolve_binary(missing, path), Err(RuntimeError::NotFound(ref n)) if n == missing),
                 "{missing}"
             );
         }
         let plain = bin.join("plain");
         assert!(matches!(
-            resolve_binary(plain.to_str(), path, v1),
+            resolve_binary(plain.to_str().unwrap(), path),
             Err(RuntimeError::NotFound(_))
         ));
         assert!(matches!(
-            resolve_binary(bin.to_str(), path, v1),
+            resolve_binary(bin.to_str().unwrap(), path),
             Err(RuntimeError::NotFound(_))
         ));
     }
@@ -603,8 +571,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let exe = fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
-        for name in BUILTIN_NAMES {
-            let rt = Runtime::resolve(Some(name), &state).unwrap();
+        // The default (no runtime configured) is the built-in runtime.
+        for name in [None, Some("peapod"), Some("builtin")] {
+            let rt = Runtime::resolve(name, &state).unwrap();
             assert_eq!(rt.binary, state.join(".bin").join(BUILTIN_RUNTIME));
             assert!(rt.is_builtin());
             assert_eq!(fs::read_link(&rt.binary).unwrap(), exe);

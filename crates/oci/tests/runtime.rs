@@ -81,9 +81,9 @@ impl Harness {
         for tool in ["sh", "true", "echo", "cat", "sleep", "ifconfig", "tty"] {
             symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
         }
-        let name = std::env::var("PEAPOD_OCI_TEST_RUNTIME").ok();
-        let runtime =
-            Runtime::resolve(name.as_deref(), &dir.path().join("state")).expect("runtime");
+        // Not the default: that is the built-in runtime, a link to the peapod binary.
+        let name = std::env::var("PEAPOD_OCI_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
+        let runtime = Runtime::resolve(Some(&name), &dir.path().join("state")).expect("runtime");
         Self {
             dir,
             rootfs,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// OCI runtime name or path (`--runtime` wins); none = crun where it works, else runc.
+    /// OCI runtime name or path (`--runtime` wins); none = the built-in runtime.
     pub runtime: Option<String>,
     /// The cgroup parent of every container: `/<cgroup_parent>/<id>`.
     pub cgroup_parent: String,

@@ -43,7 +43,8 @@ struct Cli {
     /// /etc/peapod and /var/log/peapod.
     #[arg(long, global = true, env = "PEAPOD_ROOT")]
     root: Option<PathBuf>,
-    /// OCI runtime to use: a name on PATH (runc, crun, youki) or a path.
+    /// OCI runtime to use: peapod (the built-in one, the default), a name on PATH (runc,
+    /// crun, youki) or a path.
     #[arg(long, global = true, env = "PEAPOD_RUNTIME")]
     runtime: Option<String>,
     #[command(subcommand)]

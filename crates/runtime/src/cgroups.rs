@@ -1,10 +1,12 @@
 //! The cgroup v1 hierarchies `libcgroups` does not manage — named ones such as
 //! `name=systemd`, and a hybrid host's controller-less `unified` cgroup2 mount — joined and
 //! removed as runc does, so a container is in a cgroup of every mounted hierarchy (what
-//! `peapod_oci::cgroups::dirs` lists and teardown checks).
+//! `peapod_oci::cgroups::dirs` lists and teardown checks); and the container's v1
+//! `/sys/fs/cgroup` mount where libcontainer cannot make it ([`emulate_v1_mount`]).
 
 use std::path::{Path, PathBuf};
 
+use libcontainer::oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec};
 use peapod_oci::cgroups::{self, CgroupLayout};
 
 const MOUNT: &str = "/sys/fs/cgroup";
@@ -89,5 +91,211 @@ pub fn leave_extra(cgroups_path: &Path) {
 pub fn remove_extra(cgroups_path: &Path) {
     for dir in extra_dirs(cgroups_path) {
         let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+/// For a spec on a cgroup v1 host whose container joins an existing pid namespace (a pod's
+/// shared one) and mounts `/sys/fs/cgroup` (type `cgroup`) without a cgroup namespace:
+/// replaces that mount by the mounts libcontainer would have made for it, and says so.
+///
+/// libcontainer 0.7 builds that mount in the container's init from the cgroups of the host
+/// process whose pid is the init's pid *inside* its pid namespace (`Process::new(getpid())`
+/// on the host's /proc, because `getppid()` is 0 in a joined namespace). In a namespace of
+/// its own that pid is 1, the host's init, as intended; in a joined one it is an unrelated
+/// host process or none at all, and the create fails with "failed to prepare rootfs" —
+/// where runc succeeds. The replacement is what libcontainer mounts when that lookup works:
+/// a tmpfs, then each hierarchy's directory of the container bound at its name (and at
+/// each name of a co-mounted one, `cpu,cpuacct`, where libcontainer links), with the
+/// original mount's flags (read-only as the spec asks).
+pub fn emulate_v1_mount(spec: &mut Spec) -> bool {
+    if cgroups::detect(Path::new(MOUNT)) != CgroupLayout::V1 || !joins_pid_namespace(spec) {
+        return false;
+    }
+    let Some(index) = spec
+        .mounts()
+        .as_ref()
+        .and_then(|m| m.iter().position(|m| m.typ().as_deref() == Some("cgroup")))
+    else {
+        return false;
+    };
+    let Ok(hierarchies) = libcgroups::v1::util::list_subsystem_mount_points() else {
+        return false;
+    };
+    let hierarchies: Vec<PathBuf> = hierarchies
+        .into_iter()
+        .filter(|h| h.parent() == Some(Path::new(MOUNT)))
+        .collect();
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .unwrap_or_default();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let replacement = emulated_mounts(&mounts[index], &hierarchies, &cgroups_path);
+    mounts.splice(index..=index, replacement);
+    spec.set_mounts(Some(mounts));
+    true
+}
+
+/// Whether the spec puts the container in an existing pid namespace and no new cgroup one.
+fn joins_pid_namespace(spec: &Spec) -> bool {
+    let Some(namespaces) = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()) else {
+        return false;
+    };
+    let pid_path = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_some());
+    let cgroup_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup);
+    pid_path && !cgroup_ns
+}
+
+/// The tmpfs and binds standing for `cgroup_mount`: `hierarchies` are the host's v1 mount
+/// points (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/cpu,cpuacct`, ...), `cgroups_path` the
+/// container's cgroup in each.
+fn emulated_mounts(
+    cgroup_mount: &Mount,
+    hierarchies: &[PathBuf],
+    cgroups_path: &Path,
+) -> Vec<Mount> {
+    let destination = cgroup_mount.destination();
+    let relative = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    let readonly = cgroup_mount
+        .options()
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|o| o == "ro"));
+    let mut bind_options: Vec<String> = ["rbind", "nosuid", "noexec", "nodev"]
+        .map(String::from)
+        .to_vec();
+    if readonly {
+        bind_options.push("ro".into());
+    }
+    let tmpfs = MountBuilder::default()
+        .destination(destination.clone())
+        .typ("tmpfs")
+        .source("tmpfs")
+        .options(
+            ["noexec", "nosuid", "nodev", "mode=755"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .build()
+        .expect("a tmpfs mount builds");
+    let mut out = vec![tmpfs];
+    for hierarchy in hierarchies {
+        let Some(name) = hierarchy.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let mut names = vec![name];
+        if name.contains(',') {
+            names.extend(name.split(','));
+        }
+        for n in names {
+            out.push(
+                MountBuilder::default()
+                    .destination(destination.join(n))
+                    .typ("bind")
+                    .source(hierarchy.join(relative))
+                    .options(bind_options.clone())
+                    .build()
+                    .expect("a bind mount builds"),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_mount_becomes_a_tmpfs_and_one_bind_per_hierarchy_name() {
+        let cgroup = MountBuilder::default()
+            .destination("/sys/fs/cgroup")
+            .typ("cgroup")
+            .source("cgroup")
+            .options(
+                ["nosuid", "noexec", "nodev", "relatime", "ro"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .build()
+            .unwrap();
+        let hierarchies = [
+            PathBuf::from("/sys/fs/cgroup/memory"),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            PathBuf::from("/sys/fs/cgroup/systemd"),
+        ];
+        let mounts = emulated_mounts(&cgroup, &hierarchies, Path::new("/pp/pod1/c1"));
+        let got: Vec<(String, String, String, String)> = mounts
+            .iter()
+            .map(|m| {
+                (
+                    m.destination().display().to_string(),
+                    m.typ().clone().unwrap(),
+                    m.source().as_ref().unwrap().display().to_string(),
+                    m.options().as_ref().unwrap().join(","),
+                )
+            })
+            .collect();
+        let bind = |dest: &str, src: &str| {
+            (
+                format!("/sys/fs/cgroup/{dest}"),
+                "bind".to_string(),
+                format!("/sys/fs/cgroup/{src}/pp/pod1/c1"),
+                "rbind,nosuid,noexec,nodev,ro".to_string(),
+            )
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "/sys/fs/cgroup".to_string(),
+                    "tmpfs".to_string(),
+                    "tmpfs".to_string(),
+                    "noexec,nosuid,nodev,mode=755".to_string()
+                ),
+                bind("memory", "memory"),
+                bind("cpu,cpuacct", "cpu,cpuacct"),
+                bind("cpu", "cpu,cpuacct"),
+                bind("cpuacct", "cpu,cpuacct"),
+                bind("systemd", "systemd"),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_joined_pid_namespace_without_a_cgroup_one_needs_it() {
+        use libcontainer::oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
+        let ns = |typ, path: Option<&str>| {
+            let mut b = LinuxNamespaceBuilder::default().typ(typ);
+            if let Some(p) = path {
+                b = b.path(p);
+            }
+            b.build().unwrap()
+        };
+        let spec = |namespaces| {
+            SpecBuilder::default()
+                .linux(
+                    LinuxBuilder::default()
+                        .namespaces(namespaces)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        };
+        let joined = ns(LinuxNamespaceType::Pid, Some("/proc/42/ns/pid"));
+        assert!(joins_pid_namespace(&spec(vec![joined.clone()])));
+        assert!(!joins_pid_namespace(&spec(vec![ns(
+            LinuxNamespaceType::Pid,
+            None
+        )])));
+        assert!(!joins_pid_namespace(&spec(vec![
+            joined,
+            ns(LinuxNamespaceType::Cgroup, None)
+        ])));
     }
 }

@@ -15,7 +15,7 @@ use crate::state::{self, StateDocument, Status};
 use crate::workload::Workload;
 use crate::{cgroups, console, seccomp, Error};
 
-/// Where `create` stages bundles for libcontainer (see [`stage_without_seccomp`]).
+/// Where `create` stages bundles for libcontainer (see [`stage`]).
 const STAGED_BUNDLES: &str = ".bundles";
 
 /// `create`'s arguments.
@@ -57,15 +57,9 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     // With a cached seccomp filter, libcontainer is given the bundle's spec without the
     // profile (staged in the state root; it reads specs only from a bundle's config.json)
     // and the workload loads the filter where libcontainer would have loaded the profile.
-    let (workload, staged) = match stage_without_seccomp(o.root, o.id, &bundle, spec)? {
-        Some((filter, staged)) => (
-            Workload {
-                seccomp: Some(filter),
-            },
-            Some(staged),
-        ),
-        None => (Workload::default(), None),
-    };
+    // The staged spec also carries the cgroup mount libcontainer cannot make itself.
+    let (filter, staged) = stage(o.root, o.id, &bundle, spec)?;
+    let workload = Workload { seccomp: filter };
     let lib_bundle = staged
         .as_ref()
         .map_or(bundle.as_path(), |s| s.dir.as_path());
@@ -118,22 +112,30 @@ impl Drop for StagedBundle {
     }
 }
 
-/// For a spec whose profile can come from the cache ([`seccomp::cacheable`]) and that has no
-/// hooks (they would be handed the staged bundle's path): the filter, and a bundle (in
-/// `<root>/.bundles/<id>`) whose config.json is the spec without the profile and with an
-/// absolute root path. None: libcontainer applies the spec as it is.
-fn stage_without_seccomp(
+/// The spec libcontainer is given, when it differs from the bundle's: then the cached
+/// filter for a spec whose profile the cache serves ([`seccomp::cacheable`]) and that has
+/// no hooks (they would be handed the staged bundle's path), and a bundle (in
+/// `<root>/.bundles/<id>`) whose config.json is the spec without that profile, with
+/// [`cgroups::emulate_v1_mount`]'s mounts, and with an absolute root path. (None, None):
+/// libcontainer applies the bundle as it is.
+fn stage(
     root: &Path,
     id: &str,
     bundle: &Path,
     mut spec: Spec,
-) -> Result<Option<(seccomp::Filter, StagedBundle)>, Error> {
-    let Some(profile) = seccomp::cacheable(&spec).filter(|_| spec.hooks().is_none()) else {
-        return Ok(None);
+) -> Result<(Option<seccomp::Filter>, Option<StagedBundle>), Error> {
+    let filter = match seccomp::cacheable(&spec).filter(|_| spec.hooks().is_none()) {
+        Some(profile) => Some(seccomp::prepare(root, profile)?),
+        None => None,
     };
-    let filter = seccomp::prepare(root, profile)?;
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_seccomp(None);
+    let mounts_replaced = cgroups::emulate_v1_mount(&mut spec);
+    if filter.is_none() && !mounts_replaced {
+        return Ok((None, None));
+    }
+    if filter.is_some() {
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(None);
+        }
     }
     if let Some(r) = spec.root_mut() {
         if r.path().is_relative() {
@@ -151,7 +153,7 @@ fn stage_without_seccomp(
     let path = staged.dir.join("config.json");
     let json = serde_json::to_vec(&spec).expect("a spec serializes");
     std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))?;
-    Ok(Some((filter, staged)))
+    Ok((filter, Some(staged)))
 }
 
 /// `start`: runs the user process of a created container.
@@ -452,10 +454,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
         let spec = bundle_with(bundle.path(), false);
-        let (filter, staged) =
-            stage_without_seccomp(root.path(), "c1", bundle.path(), spec.clone())
-                .unwrap()
-                .expect("a profile the cache serves");
+        let (filter, staged) = stage(root.path(), "c1", bundle.path(), spec.clone()).unwrap();
+        let filter = filter.expect("a profile the cache serves");
+        let staged = staged.expect("a staged bundle");
         assert_eq!(staged.dir, root.path().join(".bundles/c1"));
         let profile = spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
         assert_eq!(filter.program, seccomp::compile(profile).unwrap());
@@ -480,11 +481,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
         let spec = bundle_with(bundle.path(), true);
-        assert!(
-            stage_without_seccomp(root.path(), "c1", bundle.path(), spec)
-                .unwrap()
-                .is_none()
-        );
+        let (filter, staged) = stage(root.path(), "c1", bundle.path(), spec).unwrap();
+        assert!(filter.is_none() && staged.is_none());
         assert!(!root.path().join(".bundles").exists());
     }
 }

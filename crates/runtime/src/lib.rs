@@ -1,6 +1,6 @@
 //! peapod's built-in OCI runtime: the peapod binary re-executed as `peapod-runtime` (its
 //! argv[0]), speaking the subset of runc's command line that `peapod_oci::runtime` drives —
-//! `create`, `start`, `state`, `kill`, `delete`, `exec` and the global `--root`, `--log`,
+//! `create`, `start`, `state`, `kill`, `delete`, `exec`, `update` and the global `--root`, `--log`,
 //! `--log-format` — with runc's semantics and exit codes, on youki's `libcontainer`.
 //!
 //! It owns one short-lived process per command and nothing else: no daemon, no threads.
@@ -14,6 +14,7 @@ mod commands;
 mod console;
 pub mod seccomp;
 mod state;
+mod update;
 mod workload;
 
 use std::ffi::OsString;
@@ -60,6 +61,9 @@ pub enum Error {
         "invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.', not first '.'"
     )]
     BadId(String),
+    /// `update --resources` is not an OCI `LinuxResources` JSON object.
+    #[error("invalid --resources: {0}")]
+    BadResources(String),
     /// A `--env` value without `=`.
     #[error("invalid --env {0:?}: expected KEY=VALUE")]
     BadEnv(String),
@@ -271,6 +275,14 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Sets new cgroup limits of a created or running container.
+    Update {
+        /// A file with the OCI LinuxResources JSON, or `-` for stdin.
+        #[arg(short, long)]
+        resources: PathBuf,
+        /// The container id.
+        id: String,
+    },
 }
 
 /// Runs one runtime command with `args` (argv, including argv[0]) and returns the process's
@@ -352,6 +364,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             pid_file: pid_file.as_deref(),
             console_socket: console_socket.as_deref(),
         }),
+        Command::Update { resources, id } => update::update(&root, &id, &resources).map(|()| 0),
     }
 }
 
@@ -404,6 +417,7 @@ impl Log {
 mod tests {
     use super::*;
     use nix::sys::signal::Signal;
+    use std::path::Path;
 
     #[test]
     fn signals_by_number_and_name() {
@@ -485,6 +499,21 @@ mod tests {
                 .unwrap();
         assert!(
             matches!(cli.command, Command::Kill { all: true, ref id, ref signal } if id == "c1" && signal == "9")
+        );
+
+        // peapod_oci's Runtime::update.
+        let cli = Cli::try_parse_from([
+            "peapod-runtime",
+            "--root",
+            "/r",
+            "update",
+            "--resources",
+            "-",
+            "c1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Update { ref resources, ref id } if resources == Path::new("-") && id == "c1")
         );
         let cli = Cli::try_parse_from(["peapod-runtime", "delete", "--force", "c1"]).unwrap();
         assert_eq!(cli.root, PathBuf::from(DEFAULT_ROOT));
