@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 /// process (`pid1`: the program and arguments that run [`run_pid1`]), reported as PID, so
 /// containers can join it.
 pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool, pid1: &[&str]) -> Result<()> {
-    let mask = block_signals()?;
+    let mask = block_lifecycle_signals()?;
     fault("infra-start")?;
     let pid1 = match setup(netns, hostname, share_pid.then_some(pid1)) {
         Ok(pid1) => {
@@ -67,7 +67,7 @@ pub fn run(netns: Option<&Path>, hostname: &str, share_pid: bool, pid1: &[&str])
 /// The init of a pod's shared pid namespace: reports `ok`, reaps orphans, exits on
 /// SIGTERM/SIGINT.
 pub fn run_pid1() -> Result<()> {
-    let mask = block_signals()?;
+    let mask = block_lifecycle_signals()?;
     println!("ok");
     let _ = std::io::stdout().flush();
     loop {
@@ -79,8 +79,10 @@ pub fn run_pid1() -> Result<()> {
     }
 }
 
-/// SIGCHLD, SIGTERM, SIGINT and SIGHUP are taken synchronously by `sigwait`.
-fn block_signals() -> Result<SigSet> {
+/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling (only) thread so they can be
+/// read from a signalfd or with `sigwait` (the infra's and every monitor's way with
+/// signals); children get an empty mask from std's spawn.
+pub fn block_lifecycle_signals() -> Result<SigSet> {
     let mut mask = SigSet::empty();
     for sig in [
         Signal::SIGCHLD,

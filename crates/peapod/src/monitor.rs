@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::SigSet;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -37,7 +37,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     close_inherited_fds();
     // Blocked before any thread exists (the port proxy's), so SIGCHLD reaches the signalfd
     // and no other thread; children get an empty mask from std's spawn.
-    let mask = block_lifecycle_signals()?;
+    let mask = peapod_infra::block_lifecycle_signals()?;
     let dir = engine.container_dir(id);
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
@@ -433,22 +433,6 @@ fn handle_client_input(s: &mut Started, pending: &mut Vec<u8>, buf: &mut [u8]) {
     for (kind, payload) in attach::take_frames(pending) {
         attach::apply_input(&mut s.output, kind, &payload);
     }
-}
-
-/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling (only) thread so they can be
-/// read from a signalfd or with `sigwait`; children get an empty mask from std's spawn.
-pub(crate) fn block_lifecycle_signals() -> Result<SigSet> {
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    mask.thread_block().context("blocking signals")?;
-    Ok(mask)
 }
 
 /// Closes every descriptor above stderr that the monitor inherited (a caller's pipes, a

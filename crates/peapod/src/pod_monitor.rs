@@ -135,7 +135,7 @@ struct PodMonitor<'a> {
 pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     let _ = nix::unistd::setsid();
     close_inherited_fds();
-    let mask = crate::monitor::block_lifecycle_signals()?;
+    let mask = peapod_infra::block_lifecycle_signals()?;
     let dir = engine.pod_dir(uid);
     let _lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for pod {uid}"))?;
