@@ -2535,7 +2535,12 @@ fn assert_no_sandbox_left(p: &Peapod) {
     for c in common::cgroup_controllers() {
         let parent = c.join(&p.cgroup_parent);
         let children: Vec<PathBuf> = std::fs::read_dir(&parent)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(children.is_empty(), "cgroups left: {children:?}");
     }
@@ -2594,8 +2599,16 @@ fn run_pod_sandbox_retries_and_cancellations_are_one_sandbox() {
         assert_eq!(
             states,
             vec![
-                (1, second.as_str(), cri::PodSandboxState::SandboxReady as i32),
-                (0, ids[0].as_str(), cri::PodSandboxState::SandboxNotready as i32),
+                (
+                    1,
+                    second.as_str(),
+                    cri::PodSandboxState::SandboxReady as i32
+                ),
+                (
+                    0,
+                    ids[0].as_str(),
+                    cri::PodSandboxState::SandboxNotready as i32
+                ),
             ]
         );
         for id in [&ids[0], &second] {

@@ -807,8 +807,8 @@ fn check_sysctls(
             }
             Some((which, NsMode::Node)) => {
                 return Err(format!(
-                    "{field}: the pod shares the host's {which} namespace; its sysctls are the node's"
-                ))
+                "{field}: the pod shares the host's {which} namespace; its sysctls are the node's"
+            ))
             }
             Some(_) => {}
         }
@@ -1005,11 +1005,11 @@ impl Engine {
             let pods_lock = self.pods_lock()?;
             let Some((uid, _)) = self.cri_records()?.into_iter().find(|(uid, r)| {
                 same(r)
-                    && !self
+                    && self
                         .stored_pod(uid)
                         .ok()
                         .flatten()
-                        .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+                        .is_none_or(|p| p.metadata.deletion_timestamp.is_none())
             }) else {
                 break pods_lock;
             };
@@ -2007,6 +2007,9 @@ mod tests {
         let e = err(&["net.ipv4.ip_forward"], NsMode::Node, pod);
         assert!(e.contains("host's network namespace"), "{e}");
         let e = err(&["kernel.shm_rmid_forced"], pod, NsMode::Node);
-        assert!(e.contains("linux.sysctls[\"kernel.shm_rmid_forced\"]"), "{e}");
+        assert!(
+            e.contains("linux.sysctls[\"kernel.shm_rmid_forced\"]"),
+            "{e}"
+        );
     }
 }
