@@ -2480,3 +2480,253 @@ fn namespaces_devices_mounts_and_security_paths() {
     assert_eq!(p.mounts(), Vec::<String>::new());
     assert_eq!(p.ok(&["ps", "-aq"]), "");
 }
+
+async fn run_sandbox(
+    rs: &mut RuntimeServiceClient<Channel>,
+    config: &cri::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
+    rs.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    })
+    .await
+    .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+/// The sandboxes of one kubelet pod (by its uid), newest first.
+async fn sandboxes_of(rs: &mut RuntimeServiceClient<Channel>, uid: &str) -> Vec<cri::PodSandbox> {
+    rs.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .into_iter()
+        .filter(|s| s.metadata.as_ref().is_some_and(|m| m.uid == uid))
+        .collect()
+}
+
+/// Entries of a directory of this root (none when it is absent).
+fn entries(p: &Peapod, dir: &str) -> Vec<String> {
+    std::fs::read_dir(p.root.join(dir))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The addresses IPAM holds.
+fn ipam_allocations(p: &Peapod) -> usize {
+    let ipam: serde_json::Value =
+        serde_json::from_str(&p.ipam_text()).unwrap_or(serde_json::Value::Null);
+    ipam["allocations"].as_object().map_or(0, |a| a.len())
+}
+
+/// Nothing of any sandbox is left: records, netns pins, addresses, veths, mounts, cgroups.
+fn assert_no_sandbox_left(p: &Peapod) {
+    for dir in ["lib/pods", "lib/containers", "run/netns"] {
+        assert_eq!(entries(p, dir), Vec::<String>::new(), "left in {dir}");
+    }
+    assert_eq!(ipam_allocations(p), 0, "IPs left: {}", p.ipam_text());
+    assert_eq!(p.bridge_ports(), Vec::<String>::new(), "veths left");
+    assert_eq!(p.mounts(), Vec::<String>::new(), "mounts left");
+    for c in common::cgroup_controllers() {
+        let parent = c.join(&p.cgroup_parent);
+        let children: Vec<PathBuf> = std::fs::read_dir(&parent)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(children.is_empty(), "cgroups left: {children:?}");
+    }
+}
+
+/// A kubelet under load: RunPodSandbox for one pod and attempt sent four times at once,
+/// given up on by its client (the gRPC deadline passes) and retried, failing half way and
+/// retried, and a new attempt after StopPodSandbox. Each (name, namespace, uid, attempt)
+/// is one sandbox with one address, a retry never meets a stale reservation, and stop and
+/// remove leave nothing.
+#[test]
+fn run_pod_sandbox_retries_and_cancellations_are_one_sandbox() {
+    let p = Peapod::new();
+    let server = CriServer::start(&p);
+    let log_dir = p.root.join("kubelet-logs/kube-test_retry");
+    rt().block_on(async {
+        let ch = channel(&server.socket).await;
+        let mut rs = RuntimeServiceClient::new(ch.clone());
+
+        // Four RunPodSandbox of one pod and attempt at once: one sandbox.
+        let config = sandbox_config("retry", "uid-r1", 0, &log_dir);
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (mut c, config) = (RuntimeServiceClient::new(ch.clone()), config.clone());
+                tokio::spawn(async move { run_sandbox(&mut c, &config).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for call in calls {
+            ids.push(call.await.unwrap().expect("a concurrent RunPodSandbox"));
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        let listed = sandboxes_of(&mut rs, "uid-r1").await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].id, ids[0]);
+        assert_eq!(listed[0].state, cri::PodSandboxState::SandboxReady as i32);
+        assert_eq!(entries(&p, "run/netns").len(), 1, "one netns");
+        assert_eq!(ipam_allocations(&p), 1, "one address: {}", p.ipam_text());
+        assert_eq!(p.bridge_ports().len(), 1, "one veth");
+
+        // A new attempt after a stop: a second sandbox, the first listed NotReady.
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: ids[0].clone(),
+        })
+        .await
+        .unwrap();
+        let next = sandbox_config("retry", "uid-r1", 1, &log_dir);
+        let second = run_sandbox(&mut rs, &next).await.unwrap();
+        assert_ne!(second, ids[0]);
+        assert_eq!(run_sandbox(&mut rs, &next).await.unwrap(), second);
+        let listed = sandboxes_of(&mut rs, "uid-r1").await;
+        let states: Vec<(u32, &str, i32)> = listed
+            .iter()
+            .map(|s| (s.metadata.as_ref().unwrap().attempt, s.id.as_str(), s.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (
+                    1,
+                    second.as_str(),
+                    cri::PodSandboxState::SandboxReady as i32
+                ),
+                (
+                    0,
+                    ids[0].as_str(),
+                    cri::PodSandboxState::SandboxNotready as i32
+                ),
+            ]
+        );
+        for id in [&ids[0], &second] {
+            rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        assert_no_sandbox_left(&p);
+
+        // The client gives up (its deadline passes while the sandbox is being made) and
+        // retries at once: the sandbox being made, Ready, and only it.
+        let gave_up = sandbox_config("gaveup", "uid-r2", 0, &log_dir);
+        let mut hasty = tonic::Request::new(cri::RunPodSandboxRequest {
+            config: Some(gave_up.clone()),
+            runtime_handler: String::new(),
+        });
+        hasty.set_timeout(Duration::from_millis(1));
+        let cancelled = rs.run_pod_sandbox(hasty).await;
+        assert!(
+            cancelled.is_err(),
+            "a sandbox made within 1 ms? {cancelled:?}"
+        );
+        let id = run_sandbox(&mut rs, &gave_up)
+            .await
+            .expect("the retry of a cancelled RunPodSandbox");
+        let listed = sandboxes_of(&mut rs, "uid-r2").await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].id, id);
+        assert_eq!(listed[0].state, cri::PodSandboxState::SandboxReady as i32);
+        assert_eq!(entries(&p, "run/netns").len(), 1, "one netns");
+        assert_eq!(ipam_allocations(&p), 1, "one address: {}", p.ipam_text());
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        assert_no_sandbox_left(&p);
+
+        // Refused configs make nothing: a sysctl the kernel does not have, an SCTP host port.
+        let mut bad = sandbox_config("failing", "uid-r3", 0, &log_dir);
+        bad.linux.as_mut().unwrap().sysctls =
+            [("net.ipv4.no_such_sysctl".to_string(), "1".to_string())].into();
+        let e = run_sandbox(&mut rs, &bad).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message()
+                .contains("linux.sysctls[\"net.ipv4.no_such_sysctl\"]: no such sysctl"),
+            "{}",
+            e.message()
+        );
+        let mut bad = sandbox_config("failing", "uid-r3", 0, &log_dir);
+        bad.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Sctp as i32,
+            container_port: 80,
+            host_port: 18080,
+            host_ip: "127.0.0.1".into(),
+        }];
+        let e = run_sandbox(&mut rs, &bad).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("SCTP"), "{}", e.message());
+        assert_no_sandbox_left(&p);
+
+        // A RunPodSandbox failing half way (its host port is taken, found once the netns,
+        // address and veth exist) leaves nothing; the retry, the port free, runs.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mut config = sandbox_config("failing", "uid-r3", 0, &log_dir);
+        config.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: i32::from(port),
+            host_ip: "127.0.0.1".into(),
+        }];
+        // Four at once: the ones that waited for the failed maker try for themselves, and
+        // each says why it failed.
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (mut c, config) = (RuntimeServiceClient::new(ch.clone()), config.clone());
+                tokio::spawn(async move { run_sandbox(&mut c, &config).await })
+            })
+            .collect();
+        for call in calls {
+            let e = call.await.unwrap().unwrap_err();
+            assert!(
+                e.message().contains("publishing the pod's host ports"),
+                "{e:?}"
+            );
+        }
+        assert_no_sandbox_left(&p);
+        drop(taken);
+        let id = run_sandbox(&mut rs, &config)
+            .await
+            .expect("the retry of a failed RunPodSandbox");
+        let listed = sandboxes_of(&mut rs, "uid-r3").await;
+        assert_eq!(
+            listed
+                .iter()
+                .map(|s| (s.id.as_str(), s.state))
+                .collect::<Vec<_>>(),
+            vec![(id.as_str(), cri::PodSandboxState::SandboxReady as i32)]
+        );
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        assert_no_sandbox_left(&p);
+    });
+}

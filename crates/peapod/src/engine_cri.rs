@@ -772,6 +772,57 @@ fn merge_resources(spec: &mut Value, update: &Value) {
     }
 }
 
+/// Checks the sandbox's sysctls as the kubelet and runc would: each must be namespaced
+/// (`kernel.shm*`, `kernel.msg*`, `kernel.sem`, `fs.mqueue.*` in the IPC namespace,
+/// `net.*` in the network one, `kernel.hostname`/`kernel.domainname` in the UTS one), its
+/// namespace the pod's own, and the kernel must have it (under `proc_sys`).
+fn check_sysctls(
+    sysctls: &BTreeMap<String, String>,
+    network: NsMode,
+    ipc: NsMode,
+    proc_sys: &Path,
+) -> std::result::Result<(), String> {
+    for name in sysctls.keys() {
+        let dotted = name.replace('/', ".");
+        let field = format!("linux.sysctls[{name:?}]");
+        let ns = if dotted == "kernel.sem"
+            || dotted.starts_with("kernel.shm")
+            || dotted.starts_with("kernel.msg")
+            || dotted.starts_with("fs.mqueue.")
+        {
+            Some(("IPC", ipc))
+        } else if dotted.starts_with("net.") {
+            Some(("network", network))
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            Some(("UTS", NsMode::Pod))
+        } else {
+            None
+        };
+        match ns {
+            None => {
+                return Err(format!(
+                    "{field}: not a namespaced sysctl (expected kernel.shm*, kernel.msg*, \
+                     kernel.sem, fs.mqueue.*, net.*, kernel.hostname or kernel.domainname)"
+                ))
+            }
+            Some((which, NsMode::Node)) => {
+                return Err(format!(
+                "{field}: the pod shares the host's {which} namespace; its sysctls are the node's"
+            ))
+            }
+            Some(_) => {}
+        }
+        let valid = !dotted.is_empty()
+            && dotted
+                .split('.')
+                .all(|part| !part.is_empty() && part != ".." && part != ".");
+        if !valid || !proc_sys.join(dotted.replace('.', "/")).exists() {
+            return Err(format!("{field}: no such sysctl in this kernel"));
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     /// UpdateContainerResources: the runtime applies the new limits to a running
     /// container's cgroup; the bundle's spec and the CRI record keep them (for status and
@@ -930,7 +981,15 @@ impl Engine {
                 .collect(),
             stopped: false,
         };
-        // Host ports peapod cannot publish are refused before anything is made.
+        // Sysctls no container of the sandbox could set, and host ports peapod cannot
+        // publish, are refused before anything is made.
+        check_sysctls(
+            &record.sysctls,
+            record.network,
+            record.ipc,
+            Path::new("/proc/sys"),
+        )
+        .map_err(|e| user_error(format!("sandbox config: {e}")))?;
         crate::hostport::cri_host_ports(&record.port_mappings, record.network == NsMode::Node)
             .map_err(|e| user_error(format!("sandbox config: {e}")))?;
         let same = |r: &CriSandbox| {
@@ -939,25 +998,31 @@ impl Engine {
                 && r.kube_uid == record.kube_uid
                 && r.attempt == record.attempt
         };
-        let pods_lock = self.pods_lock()?;
         // A retry: the sandbox made (or being made) for the same kubelet pod and attempt.
-        for (uid, existing) in self.cri_records()? {
-            if !same(&existing) {
-                continue;
-            }
-            drop(pods_lock);
-            // Held by its creator until the pod monitor runs.
-            let _wait = Lock::exclusive(&self.pod_lock_path(&uid))?;
-            return match self.cri_sandbox_at(&uid)? {
-                Some(v) => Ok(v.id),
-                None => bail!(
-                    "an earlier RunPodSandbox of {}/{} attempt {} failed; try again",
-                    record.namespace,
-                    record.name,
-                    record.attempt
-                ),
+        // A reservation whose maker failed or died is no reservation: the retry makes the
+        // sandbox anew (never a "name is reserved" loop).
+        let pods_lock = loop {
+            let pods_lock = self.pods_lock()?;
+            let Some((uid, _)) = self.cri_records()?.into_iter().find(|(uid, r)| {
+                same(r)
+                    && self
+                        .stored_pod(uid)
+                        .ok()
+                        .flatten()
+                        .is_none_or(|p| p.metadata.deletion_timestamp.is_none())
+            }) else {
+                break pods_lock;
             };
-        }
+            drop(pods_lock);
+            // Held by its maker until the pod monitor runs.
+            let _wait = Lock::exclusive(&self.pod_lock_path(&uid))?;
+            if let Some(v) = self.cri_sandbox_at(&uid)? {
+                if v.infra.is_some() {
+                    return Ok(v.id);
+                }
+            }
+            self.drop_failed_sandbox(&uid)?;
+        };
         // The engine pod's name is the kubelet's when free in its namespace (an earlier
         // attempt or a pod of the same name may hold it).
         let mut pod_name = meta.name.clone();
@@ -1045,6 +1110,26 @@ impl Engine {
                     ))),
                 }
             }
+        }
+    }
+
+    /// Removes what a RunPodSandbox that failed or died left of sandbox `uid` (its caller
+    /// holds the pod lock): nothing when its maker already tore it down (the lock file the
+    /// caller waited on goes too), else the half-made pod, as its maker would have.
+    fn drop_failed_sandbox(&self, uid: &str) -> Result<()> {
+        let dir = self.pod_dir(uid);
+        match self.stored_pod(uid)? {
+            None => {
+                let _ = fs::remove_dir_all(&dir);
+                Ok(())
+            }
+            Some(mut pod) if pod.metadata.deletion_timestamp.is_none() => {
+                pod.metadata.deletion_timestamp = Some(k8s_time(Utc::now()));
+                pod.metadata.deletion_grace_period_seconds = Some(0);
+                peapod_store::write_json(&dir.join("pod.json"), &pod)?;
+                self.teardown_pod(uid)
+            }
+            Some(_) => self.teardown_pod(uid),
         }
     }
 
@@ -1896,5 +1981,35 @@ mod tests {
         assert_eq!(r.cpu_quota, Some(50_000));
         assert_eq!(r.cpu_period, Some(100_000));
         assert_eq!(r.memory_limit, None);
+    }
+
+    #[test]
+    fn sysctls_must_be_namespaced_the_pods_own_and_known() {
+        let proc_sys = tempfile::tempdir().unwrap();
+        for f in ["net/ipv4/ip_forward", "kernel/shm_rmid_forced"] {
+            let path = proc_sys.path().join(f);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "0\n").unwrap();
+        }
+        let check = |names: &[&str], network, ipc| {
+            let map = names.iter().map(|n| (n.to_string(), "1".into())).collect();
+            check_sysctls(&map, network, ipc, proc_sys.path())
+        };
+        let pod = NsMode::Pod;
+        assert_eq!(
+            check(&["net.ipv4.ip_forward", "kernel/shm_rmid_forced"], pod, pod),
+            Ok(())
+        );
+        let err = |names: &[&str], network, ipc| check(names, network, ipc).unwrap_err();
+        assert!(err(&["net.ipv4.no_such"], pod, pod).contains("no such sysctl"));
+        assert!(err(&["net.ipv4..ip_forward"], pod, pod).contains("no such sysctl"));
+        assert!(err(&["vm.swappiness"], pod, pod).contains("not a namespaced sysctl"));
+        let e = err(&["net.ipv4.ip_forward"], NsMode::Node, pod);
+        assert!(e.contains("host's network namespace"), "{e}");
+        let e = err(&["kernel.shm_rmid_forced"], pod, NsMode::Node);
+        assert!(
+            e.contains("linux.sysctls[\"kernel.shm_rmid_forced\"]"),
+            "{e}"
+        );
     }
 }
