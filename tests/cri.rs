@@ -9,89 +9,16 @@ mod common;
 #[allow(unused_imports)]
 mod registry_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::cri_client::{channel, rt, CriServer};
 use common::Peapod;
-use hyper_util::rt::TokioIo;
 use peapod_cri::v1 as cri;
 use peapod_cri::v1::image_service_client::ImageServiceClient;
 use peapod_cri::v1::runtime_service_client::RuntimeServiceClient;
 use registry_support::{Auth, Registry};
-use tonic::transport::{Channel, Endpoint, Uri};
-
-/// `peapod serve` with its CRI socket in the test's root; killed on drop.
-struct CriServer {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl CriServer {
-    fn start(p: &Peapod) -> Self {
-        let socket = p.root.join("cri.sock");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = p
-            .cmd(&[
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--cri-socket",
-                socket.to_str().unwrap(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting peapod serve");
-        let mut s = CriServer { child, socket };
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&s.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no CRI socket at {}",
-                s.socket.display()
-            );
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("peapod serve exited: {st}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-}
-
-impl Drop for CriServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn channel(socket: &Path) -> Channel {
-    let path = socket.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connecting to the CRI socket")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use tonic::transport::Channel;
 
 fn spec(image: &str) -> Option<cri::ImageSpec> {
     Some(cri::ImageSpec {
@@ -2532,18 +2459,8 @@ fn assert_no_sandbox_left(p: &Peapod) {
     assert_eq!(ipam_allocations(p), 0, "IPs left: {}", p.ipam_text());
     assert_eq!(p.bridge_ports(), Vec::<String>::new(), "veths left");
     assert_eq!(p.mounts(), Vec::<String>::new(), "mounts left");
-    for c in common::cgroup_controllers() {
-        let parent = c.join(&p.cgroup_parent);
-        let children: Vec<PathBuf> = std::fs::read_dir(&parent)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(children.is_empty(), "cgroups left: {children:?}");
-    }
+    let cgroups = common::cgroups_left(p);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
 }
 
 /// A kubelet under load: RunPodSandbox for one pod and attempt sent four times at once,

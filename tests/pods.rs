@@ -389,13 +389,8 @@ fn assert_no_leftovers(p: &Peapod) {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(netns_left, 0, "netns pins left");
-    for c in common::cgroup_controllers() {
-        let parent = c.join(&p.cgroup_parent);
-        let children = std::fs::read_dir(&parent)
-            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
-            .unwrap_or(0);
-        assert_eq!(children, 0, "cgroups left under {}", parent.display());
-    }
+    let cgroups = common::cgroups_left(&p);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     let pods_left = std::fs::read_dir(p.root.join("lib/pods"))
         .map(|d| d.count())
         .unwrap_or(0);

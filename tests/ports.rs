@@ -8,16 +8,14 @@ mod common;
 
 use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::cri_client::{channel, rt, CriServer};
 use common::{eventually, manifest, pod_json, wait_pod, Peapod};
-use hyper_util::rt::TokioIo;
 use peapod_cri::v1 as cri;
 use peapod_cri::v1::runtime_service_client::RuntimeServiceClient;
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 /// A loopback port nothing listens on now.
 fn free_port() -> u16 {
@@ -296,75 +294,6 @@ fn a_recovered_pod_serves_its_host_port_again() {
     wait_served(port);
     p.ok(&["delete", "pod", "rec", "--now"]);
     assert_closed(port);
-}
-
-// ---- CRI: a few client helpers as in tests/cri.rs ----
-
-/// `peapod serve` with its CRI socket in the test's root; killed on drop.
-struct CriServer {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl CriServer {
-    fn start(p: &Peapod) -> Self {
-        let socket = p.root.join("cri.sock");
-        let child = p
-            .cmd(&[
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{}", free_port()),
-                "--cri-socket",
-                socket.to_str().unwrap(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting peapod serve");
-        let mut s = CriServer { child, socket };
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&s.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no CRI socket at {}",
-                s.socket.display()
-            );
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("peapod serve exited: {st}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-}
-
-impl Drop for CriServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn channel(socket: &Path) -> Channel {
-    let path = socket.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connecting to the CRI socket")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn sandbox_config(

@@ -169,18 +169,8 @@ fn assert_no_leftovers(p: &Peapod) {
                 .unwrap_or_default()
         );
     }
-    for c in common::cgroup_controllers() {
-        let parent = c.join(&p.cgroup_parent);
-        let children: Vec<PathBuf> = std::fs::read_dir(&parent)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(children.is_empty(), "cgroups left: {children:?}");
-    }
+    let cgroups = common::cgroups_left(p);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
 }
 
 /// `kill -9` of the CLI at every step of a pod's creation: the next command finds the pod,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod cri_client;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -212,6 +214,24 @@ impl Peapod {
     pub fn ipam_text(&self) -> String {
         std::fs::read_to_string(self.root.join("lib/network/ipam.json")).unwrap_or_default()
     }
+}
+
+/// The cgroups left under the test root's cgroup parent, in every hierarchy (none once
+/// everything the test made is gone).
+pub fn cgroups_left(p: &Peapod) -> Vec<PathBuf> {
+    cgroup_controllers()
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_dir(c.join(&p.cgroup_parent))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The cgroup hierarchies of this host (v1 controllers, or the v2 root).
