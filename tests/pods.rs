@@ -389,7 +389,7 @@ fn assert_no_leftovers(p: &Peapod) {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(netns_left, 0, "netns pins left");
-    let cgroups = common::cgroups_left(&p);
+    let cgroups = common::cgroups_left(p);
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     let pods_left = std::fs::read_dir(p.root.join("lib/pods"))
         .map(|d| d.count())
