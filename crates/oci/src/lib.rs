@@ -118,5 +118,5 @@ pub struct Resources {
 /// Writes `config.json` into `bundle` (created if missing) atomically.
 pub fn write_bundle(bundle: &std::path::Path, spec: &Spec) -> Result<(), peapod_store::IoError> {
     peapod_store::create_dir_all(bundle)?;
-    peapod_store::write_json(&bundle.join("config.json"), spec)
+    peapod_store::replace_json(&bundle.join("config.json"), spec)
 }

@@ -174,6 +174,9 @@ impl Runtime {
 
     /// `state ID`; `Ok(None)` when the runtime does not know the container.
     pub fn state(&self, id: &str) -> Result<Option<RuntimeState>, RuntimeError> {
+        if self.has_no_state(id) {
+            return Ok(None);
+        }
         let out = self.run(&["state", id])?;
         if !out.status.success() {
             if self.is_unknown(id, &out) {
@@ -197,6 +200,9 @@ impl Runtime {
     ///
     /// "Gone" means unknown to the runtime or already stopped.
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        if self.has_no_state(id) {
+            return Ok(());
+        }
         let signal = signal.to_string();
         let mut args = vec!["kill"];
         if all {
@@ -216,6 +222,9 @@ impl Runtime {
 
     /// `delete --force ID`; idempotent.
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.has_no_state(id) {
+            return Ok(());
+        }
         let out = self.run(&["delete", "--force", id])?;
         if out.status.success() || self.is_unknown(id, &out) {
             return Ok(());
@@ -334,13 +343,22 @@ impl Runtime {
     /// Whether a failed command failed because the runtime has no such container: its
     /// state directory is absent, or it says so.
     fn is_unknown(&self, id: &str, out: &Output) -> bool {
-        let message = output_message(out).to_lowercase();
-        let missing_dir = !id.is_empty()
+        self.has_no_state(id)
+            || output_message(out)
+                .to_lowercase()
+                .contains("does not exist")
+    }
+
+    /// Whether the runtime keeps no state for `id` (no `<state root>/<id>` directory, as
+    /// runc, crun, youki and the built-in runtime keep): it knows no such container, so
+    /// `kill`, `delete` and `state` need not run it (a pod's teardown asks for every one of
+    /// its containers, most already deleted by their monitor).
+    fn has_no_state(&self, id: &str) -> bool {
+        !id.is_empty()
             && !id.contains('/')
             && id != "."
             && id != ".."
-            && !self.state_root.join(id).exists();
-        missing_dir || message.contains("does not exist")
+            && !self.state_root.join(id).exists()
     }
 
     fn failed(&self, command: &str, stderr: String) -> RuntimeError {

@@ -227,7 +227,7 @@ impl Engine {
                 st.exit_code = Some(255);
                 st.finished_at = Some(now);
                 st.error = Some("the container's monitor died; its exit status is unknown".into());
-                peapod_store::write_json(&status_path, st)?;
+                peapod_store::replace_json(&status_path, st)?;
             }
         }
         Ok(Some(Container {
@@ -1101,16 +1101,24 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// Polls `done` every 10 ms until it holds or `limit` passed.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
+    // Short pauses first (most waits end within a few milliseconds: a process exiting on
+    // SIGTERM, a monitor finishing), then at most POLL_MAX between checks.
+    let mut pause = Duration::from_micros(250);
     loop {
         if done() {
             return true;
         }
-        if start.elapsed() >= limit {
+        let elapsed = start.elapsed();
+        if elapsed >= limit {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(pause.min(limit - elapsed));
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
+
+/// The longest pause between two checks of [`wait_until`].
+const POLL_MAX: Duration = Duration::from_millis(5);
 
 /// The host's first non-loopback IPv4 address (status.hostIP), if any.
 pub fn host_ip() -> Option<String> {

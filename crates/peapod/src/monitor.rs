@@ -42,7 +42,7 @@ pub fn run(engine: &Engine, id: &str, attached: bool) -> Result<()> {
     let lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for container {id}"))?;
     // Who to send SIGHUP to reopen the log (CRI ReopenContainerLog).
-    peapod_store::atomic_write(
+    peapod_store::replace(
         &dir.join("monitor.pid"),
         std::process::id().to_string().as_bytes(),
     )?;
@@ -160,7 +160,7 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
         started_at: Some(Utc::now()),
         ..Default::default()
     };
-    peapod_store::write_json(&dir.join("status.json"), &status)?;
+    peapod_store::replace_json(&dir.join("status.json"), &status)?;
     Ok(Started {
         config,
         runtime,
@@ -402,7 +402,7 @@ fn supervise(engine: &Engine, mut s: Started, mask: &SigSet) -> Result<()> {
     }
     s.status.exit_code = Some(code);
     s.status.finished_at = Some(Utc::now());
-    peapod_store::write_json(
+    peapod_store::replace_json(
         &engine.container_dir(&s.config.id).join("status.json"),
         &s.status,
     )?;

@@ -289,7 +289,7 @@ impl Engine {
             if last.reason.as_deref() == Some(reason) && last.message.as_deref() == Some(message) {
                 last.count = Some(last.count.unwrap_or(1) + 1);
                 last.last_timestamp = Some(now);
-                return Ok(peapod_store::write_json(&path, &events)?);
+                return Ok(peapod_store::replace_json(&path, &events)?);
             }
         }
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -327,7 +327,7 @@ impl Engine {
             }),
             ..Default::default()
         });
-        Ok(peapod_store::write_json(&path, &events)?)
+        Ok(peapod_store::replace_json(&path, &events)?)
     }
 
     /// `apply`/`create -f` of one validated, defaulted pod.
@@ -525,9 +525,10 @@ impl Engine {
                 resolv.push_str(&(lines.join("\n") + "\n"));
             }
         }
-        peapod_store::atomic_write(&dir.join("hosts"), hosts.as_bytes())?;
-        peapod_store::atomic_write(&dir.join("resolv.conf"), resolv.as_bytes())?;
-        peapod_store::atomic_write(
+        // Derived files: a sandbox made anew (recovery) writes them again.
+        peapod_store::replace(&dir.join("hosts"), hosts.as_bytes())?;
+        peapod_store::replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        peapod_store::replace(
             &dir.join("hostname"),
             format!("{}\n", infra.hostname).as_bytes(),
         )?;

@@ -124,6 +124,8 @@ struct PodMonitor<'a> {
     volumes_retry: Option<Instant>,
     jobs: BTreeMap<u64, Job>,
     next_job: u64,
+    /// Containers that exited and are yet to be deleted from the runtime.
+    exited: Vec<ContainerConfig>,
     /// Network checks report here and write a byte to `wake_tx` so that poll returns.
     results_tx: mpsc::Sender<(u64, ProbeOutcome)>,
     results_rx: mpsc::Receiver<(u64, ProbeOutcome)>,
@@ -139,7 +141,7 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
     let dir = engine.pod_dir(uid);
     let _lock = Lock::try_exclusive(&dir.join("monitor.lock"))?
         .ok_or_else(|| anyhow!("another monitor is already running for pod {uid}"))?;
-    peapod_store::atomic_write(
+    peapod_store::replace(
         &dir.join("monitor.pid"),
         std::process::id().to_string().as_bytes(),
     )?;
@@ -254,7 +256,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         ..Default::default()
     };
     let infra_dir = engine.container_dir(&infra.id);
-    peapod_store::write_json(&infra_dir.join("status.json"), &infra_status)?;
+    peapod_store::replace_json(&infra_dir.join("status.json"), &infra_status)?;
     let infra_lock = Lock::try_exclusive(&infra_dir.join("monitor.lock"))?;
     let spec = pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
@@ -336,6 +338,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         volumes_retry: None,
         jobs: BTreeMap::new(),
         next_job: 0,
+        exited: Vec::new(),
         results_tx,
         results_rx,
         wake_rx,
@@ -504,7 +507,7 @@ impl PodMonitor<'_> {
 
     fn save_observed(&mut self) -> Result<()> {
         self.observed.containers = self.observed_containers();
-        peapod_store::write_json(
+        peapod_store::replace_json(
             &self.engine.pod_dir(&self.uid).join("observed.json"),
             &self.observed,
         )?;
@@ -551,7 +554,14 @@ impl PodMonitor<'_> {
                 // again right away rather than sleep on a wake-up time computed before.
                 let acted = !p.actions.is_empty();
                 busy |= acted;
-                for a in p.actions {
+                // Signals go to every container at once (the kubelet stops a pod's
+                // containers in parallel); the rest in the planned order.
+                let (signals, rest): (Vec<Action>, Vec<Action>) = p
+                    .actions
+                    .into_iter()
+                    .partition(|a| matches!(a, Action::Terminate(_) | Action::Kill(_)));
+                self.signal_all(&signals);
+                for a in rest {
                     if a == Action::Finish {
                         return self.finish();
                     }
@@ -679,7 +689,7 @@ impl PodMonitor<'_> {
                 if pid == self.infra_pid {
                     self.infra_status.exit_code = Some(code);
                     self.infra_status.finished_at = Some(Utc::now());
-                    let _ = peapod_store::write_json(
+                    let _ = peapod_store::replace_json(
                         &self
                             .engine
                             .container_dir(&self.infra.id)
@@ -722,7 +732,22 @@ impl PodMonitor<'_> {
                     self.job_done(job, outcome);
                 }
             }
+            self.delete_exited();
         }
+    }
+
+    /// `runtime delete` of the containers that exited, in parallel (each is a runtime
+    /// process of a few milliseconds; a pod's containers often end together).
+    fn delete_exited(&mut self) {
+        let exited = std::mem::take(&mut self.exited);
+        let state_root = self.engine.paths.runtime_state();
+        in_parallel(&exited, |config| {
+            let runtime = Runtime {
+                binary: config.runtime.clone(),
+                state_root: state_root.clone(),
+            };
+            let _ = runtime.delete(&config.id);
+        });
     }
 
     fn volume_path(&self, name: &str) -> Option<PathBuf> {
@@ -1352,15 +1377,12 @@ impl PodMonitor<'_> {
         if oom {
             r.status.error = Some("OOMKilled".into());
         }
-        let _ = peapod_store::write_json(&dir.join("status.json"), &r.status);
+        let _ = peapod_store::replace_json(&dir.join("status.json"), &r.status);
         if let Some(hub) = hub {
             hub.exit(code);
         }
-        let runtime = Runtime {
-            binary: r.config.runtime.clone(),
-            state_root: self.engine.paths.runtime_state(),
-        };
-        let _ = runtime.delete(&r.config.id);
+        // Deleted with the other containers that exited at the same time, at once.
+        self.exited.push(r.config.clone());
         let message = self.termination_message(si, &r, code);
         let slot = &mut self.slots[si];
         let started_at = match slot.state {
@@ -1444,22 +1466,34 @@ impl PodMonitor<'_> {
             Action::PostStart(i) => self.run_hook(i, JobKind::PostStart),
             Action::PreStop(i) => self.run_hook(i, JobKind::PreStop),
             Action::Probe(i, kind) => self.run_probe(i, kind),
-            Action::Terminate(i) => self.signal(i, None),
-            Action::Kill(i) => self.signal(i, Some(libc::SIGKILL)),
+            Action::Terminate(_) | Action::Kill(_) => self.signal_all(&[action]),
             Action::Finish => {}
         }
     }
 
-    /// The container's stop signal, or `signal`.
-    fn signal(&self, i: usize, signal: Option<i32>) {
-        if let Some(r) = &self.slots[i].running {
+    /// Sends each `Terminate` (the container's stop signal) and `Kill` (SIGKILL, to every
+    /// process of the container) at once, a runtime `kill` per container.
+    fn signal_all(&self, actions: &[Action]) {
+        let targets: Vec<(&ContainerConfig, i32)> = actions
+            .iter()
+            .filter_map(|a| {
+                let (i, sig) = match *a {
+                    Action::Terminate(i) => (i, None),
+                    Action::Kill(i) => (i, Some(libc::SIGKILL)),
+                    _ => return None,
+                };
+                let r = self.slots[i].running.as_ref()?;
+                Some((&r.config, sig.unwrap_or(r.stop_signal)))
+            })
+            .collect();
+        let state_root = self.engine.paths.runtime_state();
+        in_parallel(&targets, |&(config, sig)| {
             let runtime = Runtime {
-                binary: r.config.runtime.clone(),
-                state_root: self.engine.paths.runtime_state(),
+                binary: config.runtime.clone(),
+                state_root: state_root.clone(),
             };
-            let sig = signal.unwrap_or(r.stop_signal);
-            let _ = runtime.kill(&r.config.id, sig, sig == libc::SIGKILL);
-        }
+            let _ = runtime.kill(&config.id, sig, sig == libc::SIGKILL);
+        });
     }
 
     fn add_job(&mut self, job: Job) -> u64 {
@@ -1770,7 +1804,7 @@ impl PodMonitor<'_> {
             }
             self.infra_status.exit_code = Some(0);
             self.infra_status.finished_at = Some(Utc::now());
-            peapod_store::write_json(
+            peapod_store::replace_json(
                 &self
                     .engine
                     .container_dir(&self.infra.id)
@@ -1867,7 +1901,7 @@ fn run_prepared(
         started_at: Some(Utc::now()),
         ..Default::default()
     };
-    peapod_store::write_json(&dir.join("status.json"), &status)
+    peapod_store::replace_json(&dir.join("status.json"), &status)
         .map_err(|e| ("RunContainerError", e.into()))?;
     Ok(Started {
         pid,
@@ -2046,6 +2080,20 @@ pub fn check_host_path(path: &str, kind: &str) -> Result<()> {
         },
         other => bail!("hostPath type {other:?} is not supported"),
     }
+}
+
+/// Runs `f` on every item, each on a thread of its own but the last, and returns when all
+/// are done (one item: no thread at all).
+fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) {
+    let Some((last, others)) = items.split_last() else {
+        return;
+    };
+    std::thread::scope(|scope| {
+        for item in others {
+            scope.spawn(|| f(item));
+        }
+        f(last);
+    });
 }
 
 #[cfg(test)]

@@ -381,7 +381,7 @@ impl Engine {
         st.exit_code = Some(255);
         st.finished_at = Some(Utc::now());
         st.error = Some("the container's monitor died; its exit status is unknown".into());
-        peapod_store::write_json(&self.container_dir(&c.config.id).join("status.json"), &st)?;
+        peapod_store::replace_json(&self.container_dir(&c.config.id).join("status.json"), &st)?;
         Ok(())
     }
 

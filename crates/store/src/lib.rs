@@ -138,8 +138,25 @@ pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
 }
 
 /// Replaces `path` with `data` atomically and durably: a reader sees the old content or
-/// the new, never a mix, and once this returns the new content survives a crash.
+/// the new, never a mix, and once this returns the new content survives a crash, power loss
+/// included (temp file, fsync, rename, fsync of the directory). For what peapod
+/// acknowledges: records of pods, containers, names, addresses, objects.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), IoError> {
+    write_then_rename(path, data, true)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Replaces `path` with `data` atomically but without flushing it to the disk (temp file,
+/// rename): a reader, or a process killed at any instant, sees the old content or the new,
+/// never a mix; only a power loss may bring back older content. For observations and
+/// derived files that recovery rewrites anyway (statuses, observed state, events, monitor
+/// pids, OCI bundles, a sandbox's /etc files) — as runc writes its own state — so a pod's
+/// start-up does not wait on the disk for them.
+pub fn replace(path: &Path, data: &[u8]) -> Result<(), IoError> {
+    write_then_rename(path, data, false)
+}
+
+fn write_then_rename(path: &Path, data: &[u8], durable: bool) -> Result<(), IoError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -152,14 +169,13 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), IoError> {
         .map_err(|e| IoError::new("create", &tmp, e))?;
     let res = f
         .write_all(data)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
         .map_err(|e| IoError::new("write", &tmp, e))
         .and_then(|()| fs::rename(&tmp, path).map_err(|e| IoError::new("rename", path, e)));
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    res?;
-    sync_dir(dir)
+    res
 }
 
 /// Flushes a directory's entries (after a rename or create inside it).
@@ -173,6 +189,12 @@ pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), IoError> {
     let data = serde_json::to_vec_pretty(value).expect("state types serialise");
     atomic_write(path, &data)
+}
+
+/// Serialises `value` as pretty JSON into `path` with [`replace`] (atomic, not flushed).
+pub fn replace_json<T: Serialize>(path: &Path, value: &T) -> Result<(), IoError> {
+    let data = serde_json::to_vec_pretty(value).expect("state types serialise");
+    replace(path, &data)
 }
 
 /// Reads a JSON state file; `Ok(None)` when it does not exist.
