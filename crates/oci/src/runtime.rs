@@ -552,6 +552,22 @@ mod tests {
     }
 
     #[test]
+    fn a_container_without_state_is_not_asked_about() {
+        let dir = tempfile::tempdir().unwrap();
+        // A runtime that cannot even start: any command it were asked would fail.
+        let runtime = Runtime {
+            binary: dir.path().join("no-such-runtime"),
+            state_root: dir.path().join("state"),
+        };
+        runtime.delete("gone").unwrap();
+        runtime.kill("gone", 9, true).unwrap();
+        assert!(runtime.state("gone").unwrap().is_none());
+        // One it has state of is asked (and here the runtime cannot start).
+        fs::create_dir_all(dir.path().join("state/here")).unwrap();
+        assert!(runtime.delete("here").is_err());
+    }
+
+    #[test]
     fn names_and_paths() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");

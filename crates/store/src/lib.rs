@@ -288,6 +288,23 @@ mod tests {
     }
 
     #[test]
+    fn replace_swaps_content_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("status.json");
+        replace_json(&p, &1u32).unwrap();
+        replace(&p, b"2").unwrap();
+        assert_eq!(read_json::<u32>(&p).unwrap(), Some(2));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("status.json")]);
+        // A directory that is not there fails, naming the file it tried to make.
+        let err = replace(&dir.path().join("no/such/file"), b"x").unwrap_err();
+        assert!(err.to_string().contains("no/such"), "{err}");
+    }
+
+    #[test]
     fn read_json_missing_is_none_and_corrupt_is_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
