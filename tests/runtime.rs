@@ -495,3 +495,128 @@ fn runc_stays_selectable() {
         runtime_states(&p).is_empty().then_some(())
     });
 }
+
+/// Force-deletes a container of the built-in runtime's state root on drop.
+struct RuntimeContainer<'a> {
+    p: &'a Peapod,
+    id: &'a str,
+}
+
+impl RuntimeContainer<'_> {
+    fn runtime(&self, args: &[&str]) -> std::process::Output {
+        let state = self.p.root.join("run/runtime");
+        std::process::Command::new(state.join(".bin/peapod-runtime"))
+            .arg("--root")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for RuntimeContainer<'_> {
+    fn drop(&mut self) {
+        let _ = self.runtime(&["delete", "--force", self.id]);
+    }
+}
+
+/// A recursive `linux.rootfsPropagation` (`rslave`, which CRI writes for a
+/// HOST_TO_CONTAINER mount) is taken, as runc takes it: the built-in runtime creates and
+/// runs a container from a peapod container's bundle with it.
+#[test]
+fn a_recursive_rootfs_propagation_is_taken() {
+    let p = builtin();
+    let id = p
+        .ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let state = p.root.join("run/runtime");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join(&id).join("state.json")).unwrap())
+            .unwrap();
+    let bundle = Path::new(saved["bundle"].as_str().unwrap()).to_owned();
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+
+    // The same container but for its id, cgroup, process and root propagation.
+    let probe = format!("rslave-probe-{}", std::process::id());
+    let rootfs = bundle.join(spec["root"]["path"].as_str().unwrap());
+    spec["root"]["path"] = rootfs.to_str().unwrap().into();
+    let cgroups_path = spec["linux"]["cgroupsPath"].as_str().unwrap().to_owned();
+    spec["linux"]["cgroupsPath"] = cgroups_path.replace(&id, &probe).into();
+    spec["linux"]["rootfsPropagation"] = "rslave".into();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo probed"]);
+    spec["process"]["terminal"] = false.into();
+    let probe_bundle = p.root.join("probe-bundle");
+    std::fs::create_dir_all(&probe_bundle).unwrap();
+    std::fs::write(
+        probe_bundle.join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+
+    let c = RuntimeContainer { p: &p, id: &probe };
+    // Files, not pipes: the container's init keeps the stdio `create` is given.
+    let (out_path, err_path) = (p.root.join("probe.out"), p.root.join("probe.err"));
+    let created = std::process::Command::new(state.join(".bin/peapod-runtime"))
+        .arg("--root")
+        .arg(&state)
+        .args(["create", "--bundle"])
+        .arg(&probe_bundle)
+        .arg(&probe)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        created.success(),
+        "{}",
+        std::fs::read_to_string(&err_path).unwrap()
+    );
+    let started = c.runtime(&["start", &probe]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    common::eventually(Duration::from_secs(10), "the probe stopped", || {
+        let o = c.runtime(&["state", &probe]);
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (doc["status"] == "stopped").then_some(())
+    });
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "probed\n");
+    let deleted = c.runtime(&["delete", &probe]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(
+        p.cgroup_dirs(&probe).is_empty(),
+        "{:?}",
+        p.cgroup_dirs(&probe)
+    );
+    drop(c);
+    p.ok(&["rm", "-f", "web"]);
+    assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
+}
+
+/// A container's cgroup files are read-only, as the spec's `/sys/fs/cgroup` mount says
+/// (`ro`; libcontainer 0.7 ignores it on a cgroup v1 host, runc does not).
+#[test]
+fn a_containers_cgroup_mount_is_read_only() {
+    let p = builtin();
+    p.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
+    let file = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/pids.max"
+    } else {
+        "/sys/fs/cgroup/pids/pids.max"
+    };
+    // Readable, and the container's own: no limit set.
+    assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
+    let (_, err) = p.fails(&["exec", "web", "sh", "-c", &format!("echo 64 > {file}")]);
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
+    p.ok(&["rm", "-f", "web"]);
+}
