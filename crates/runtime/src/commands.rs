@@ -57,8 +57,8 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     // With a cached seccomp filter, libcontainer is given the bundle's spec without the
     // profile (staged in the state root; it reads specs only from a bundle's config.json)
     // and the workload loads the filter where libcontainer would have loaded the profile.
-    // The staged spec also carries the cgroup mount and the root propagation libcontainer
-    // cannot take as they are.
+    // The staged spec also carries the cgroup mount, the root propagation and the
+    // noNewPrivileges libcontainer cannot take as they are.
     let (filter, staged) = stage(o.root, o.id, &bundle, spec, &cgroups_path)?;
     let workload = Workload { seccomp: filter };
     let lib_bundle = staged
@@ -118,8 +118,8 @@ impl Drop for StagedBundle {
 /// no hooks (they would be handed the staged bundle's path), and a bundle (in
 /// `<root>/.bundles/<id>`) whose config.json is the spec without that profile, with
 /// [`cgroups::emulate_v1_mount`]'s mounts (`cgroups_path`: the container's cgroup), with a
-/// root propagation libcontainer takes ([`rootfs_propagation`]), and with an absolute root
-/// path. (None, None): libcontainer applies the bundle as it is.
+/// root propagation libcontainer takes ([`rootfs_propagation`]), without a false
+/// `noNewPrivileges` ([`no_new_privileges`]), and with an absolute root path. (None, None): libcontainer applies the bundle as it is.
 fn stage(
     root: &Path,
     id: &str,
@@ -133,7 +133,8 @@ fn stage(
     };
     let mounts_replaced = cgroups::emulate_v1_mount(&mut spec, cgroups_path);
     let propagation_replaced = rootfs_propagation(&mut spec);
-    if filter.is_none() && !mounts_replaced && !propagation_replaced {
+    let nnp_replaced = no_new_privileges(&mut spec);
+    if filter.is_none() && !mounts_replaced && !propagation_replaced && !nnp_replaced {
         return Ok((None, None));
     }
     if filter.is_some() {
@@ -174,6 +175,22 @@ fn rootfs_propagation(spec: &mut Spec) -> bool {
         _ => return false,
     };
     linux.set_rootfs_propagation(Some(plain));
+    true
+}
+
+/// Drops `process.noNewPrivileges: false` (CRI writes it), which means what its absence
+/// means, and says so: libcontainer 0.7 takes any value as `true` where it decides when to
+/// load the seccomp profile, and loads it after dropping the capabilities — without
+/// no_new_privs and CAP_SYS_ADMIN the kernel refuses it ("failed to load seccomp
+/// context"), where runc loads it while still privileged.
+fn no_new_privileges(spec: &mut Spec) -> bool {
+    let Some(process) = spec.process_mut() else {
+        return false;
+    };
+    if process.no_new_privileges() != Some(false) {
+        return false;
+    }
+    process.set_no_new_privileges(None);
     true
 }
 
