@@ -520,14 +520,12 @@ impl Drop for RuntimeContainer<'_> {
     }
 }
 
-/// A recursive `linux.rootfsPropagation` (`rslave`, which CRI writes for a
-/// HOST_TO_CONTAINER mount) is taken, as runc takes it: the built-in runtime creates and
-/// runs a container from a peapod container's bundle with it.
-#[test]
-fn a_recursive_rootfs_propagation_is_taken() {
-    let p = builtin();
+/// Runs, with the built-in runtime directly, a copy of a running peapod container's bundle
+/// with its own id and cgroup, `script` as its process and `edit` applied to its spec; the
+/// process's stdout. The probe is deleted (and checked gone) before this returns.
+fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let id = p
-        .ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"])
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
         .trim()
         .to_string();
     let state = p.root.join("run/runtime");
@@ -538,16 +536,15 @@ fn a_recursive_rootfs_propagation_is_taken() {
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
 
-    // The same container but for its id, cgroup, process and root propagation.
-    let probe = format!("rslave-probe-{}", std::process::id());
+    let probe = format!("probe-{}-{}", std::process::id(), &id[..12]);
     let rootfs = bundle.join(spec["root"]["path"].as_str().unwrap());
     spec["root"]["path"] = rootfs.to_str().unwrap().into();
     let cgroups_path = spec["linux"]["cgroupsPath"].as_str().unwrap().to_owned();
     spec["linux"]["cgroupsPath"] = cgroups_path.replace(&id, &probe).into();
-    spec["linux"]["rootfsPropagation"] = "rslave".into();
-    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo probed"]);
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
     spec["process"]["terminal"] = false.into();
-    let probe_bundle = p.root.join("probe-bundle");
+    edit(&mut spec);
+    let probe_bundle = p.root.join(&probe);
     std::fs::create_dir_all(&probe_bundle).unwrap();
     std::fs::write(
         probe_bundle.join("config.json"),
@@ -555,9 +552,9 @@ fn a_recursive_rootfs_propagation_is_taken() {
     )
     .unwrap();
 
-    let c = RuntimeContainer { p: &p, id: &probe };
+    let c = RuntimeContainer { p, id: &probe };
     // Files, not pipes: the container's init keeps the stdio `create` is given.
-    let (out_path, err_path) = (p.root.join("probe.out"), p.root.join("probe.err"));
+    let (out_path, err_path) = (probe_bundle.join("out"), probe_bundle.join("err"));
     let created = std::process::Command::new(state.join(".bin/peapod-runtime"))
         .arg("--root")
         .arg(&state)
@@ -585,7 +582,6 @@ fn a_recursive_rootfs_propagation_is_taken() {
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
         (doc["status"] == "stopped").then_some(())
     });
-    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "probed\n");
     let deleted = c.runtime(&["delete", &probe]);
     assert!(
         deleted.status.success(),
@@ -598,8 +594,36 @@ fn a_recursive_rootfs_propagation_is_taken() {
         p.cgroup_dirs(&probe)
     );
     drop(c);
-    p.ok(&["rm", "-f", "web"]);
-    assert!(runtime_states(&p).is_empty(), "{:?}", runtime_states(&p));
+    p.ok(&["rm", "-f", &id]);
+    assert!(runtime_states(p).is_empty(), "{:?}", runtime_states(p));
+    std::fs::read_to_string(&out_path).unwrap()
+}
+
+/// A recursive `linux.rootfsPropagation` (`rslave`, which CRI writes for a
+/// HOST_TO_CONTAINER mount) is taken, as runc takes it.
+#[test]
+fn a_recursive_rootfs_propagation_is_taken() {
+    let p = builtin();
+    let out = probe(&p, "echo probed", |spec| {
+        spec["linux"]["rootfsPropagation"] = "rslave".into();
+    });
+    assert_eq!(out, "probed\n");
+}
+
+/// `process.noNewPrivileges: false` (which CRI writes) with a seccomp profile: the process
+/// runs confined by the profile, without no_new_privs, as with runc.
+#[test]
+fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
+    let p = builtin();
+    let out = probe(
+        &p,
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        |spec| {
+            assert!(spec["linux"]["seccomp"].is_object(), "{spec}");
+            spec["process"]["noNewPrivileges"] = false.into();
+        },
+    );
+    assert_eq!(out, "NoNewPrivs:\t0\nSeccomp:\t2\n");
 }
 
 /// A container's cgroup files are read-only, as the spec's `/sys/fs/cgroup` mount says
