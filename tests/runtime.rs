@@ -495,3 +495,152 @@ fn runc_stays_selectable() {
         runtime_states(&p).is_empty().then_some(())
     });
 }
+
+/// Force-deletes a container of the built-in runtime's state root on drop.
+struct RuntimeContainer<'a> {
+    p: &'a Peapod,
+    id: &'a str,
+}
+
+impl RuntimeContainer<'_> {
+    fn runtime(&self, args: &[&str]) -> std::process::Output {
+        let state = self.p.root.join("run/runtime");
+        std::process::Command::new(state.join(".bin/peapod-runtime"))
+            .arg("--root")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for RuntimeContainer<'_> {
+    fn drop(&mut self) {
+        let _ = self.runtime(&["delete", "--force", self.id]);
+    }
+}
+
+/// Runs, with the built-in runtime directly, a copy of a running peapod container's bundle
+/// with its own id and cgroup, `script` as its process and `edit` applied to its spec; the
+/// process's stdout. The probe is deleted (and checked gone) before this returns.
+fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let id = p
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let state = p.root.join("run/runtime");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join(&id).join("state.json")).unwrap())
+            .unwrap();
+    let bundle = Path::new(saved["bundle"].as_str().unwrap()).to_owned();
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+
+    let probe = format!("probe-{}-{}", std::process::id(), &id[..12]);
+    let rootfs = bundle.join(spec["root"]["path"].as_str().unwrap());
+    spec["root"]["path"] = rootfs.to_str().unwrap().into();
+    let cgroups_path = spec["linux"]["cgroupsPath"].as_str().unwrap().to_owned();
+    spec["linux"]["cgroupsPath"] = cgroups_path.replace(&id, &probe).into();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    spec["process"]["terminal"] = false.into();
+    edit(&mut spec);
+    let probe_bundle = p.root.join(&probe);
+    std::fs::create_dir_all(&probe_bundle).unwrap();
+    std::fs::write(
+        probe_bundle.join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+
+    let c = RuntimeContainer { p, id: &probe };
+    // Files, not pipes: the container's init keeps the stdio `create` is given.
+    let (out_path, err_path) = (probe_bundle.join("out"), probe_bundle.join("err"));
+    let created = std::process::Command::new(state.join(".bin/peapod-runtime"))
+        .arg("--root")
+        .arg(&state)
+        .args(["create", "--bundle"])
+        .arg(&probe_bundle)
+        .arg(&probe)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        created.success(),
+        "{}",
+        std::fs::read_to_string(&err_path).unwrap()
+    );
+    let started = c.runtime(&["start", &probe]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    common::eventually(Duration::from_secs(10), "the probe stopped", || {
+        let o = c.runtime(&["state", &probe]);
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (doc["status"] == "stopped").then_some(())
+    });
+    let deleted = c.runtime(&["delete", &probe]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(
+        p.cgroup_dirs(&probe).is_empty(),
+        "{:?}",
+        p.cgroup_dirs(&probe)
+    );
+    drop(c);
+    p.ok(&["rm", "-f", &id]);
+    assert!(runtime_states(p).is_empty(), "{:?}", runtime_states(p));
+    std::fs::read_to_string(&out_path).unwrap()
+}
+
+/// A recursive `linux.rootfsPropagation` (`rslave`, which CRI writes for a
+/// HOST_TO_CONTAINER mount) is taken, as runc takes it.
+#[test]
+fn a_recursive_rootfs_propagation_is_taken() {
+    let p = builtin();
+    let out = probe(&p, "echo probed", |spec| {
+        spec["linux"]["rootfsPropagation"] = "rslave".into();
+    });
+    assert_eq!(out, "probed\n");
+}
+
+/// `process.noNewPrivileges: false` (which CRI writes) with a seccomp profile: the process
+/// runs confined by the profile, without no_new_privs, as with runc.
+#[test]
+fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
+    let p = builtin();
+    let out = probe(
+        &p,
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        |spec| {
+            assert!(spec["linux"]["seccomp"].is_object(), "{spec}");
+            spec["process"]["noNewPrivileges"] = false.into();
+        },
+    );
+    assert_eq!(out, "NoNewPrivs:\t0\nSeccomp:\t2\n");
+}
+
+/// A container's cgroup files are read-only, as the spec's `/sys/fs/cgroup` mount says
+/// (`ro`; libcontainer 0.7 ignores it on a cgroup v1 host, runc does not).
+#[test]
+fn a_containers_cgroup_mount_is_read_only() {
+    let p = builtin();
+    p.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
+    let file = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/pids.max"
+    } else {
+        "/sys/fs/cgroup/pids/pids.max"
+    };
+    // Readable, and the container's own: no limit set.
+    assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
+    let (_, err) = p.fails(&["exec", "web", "sh", "-c", &format!("echo 64 > {file}")]);
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
+    p.ok(&["rm", "-f", "web"]);
+}

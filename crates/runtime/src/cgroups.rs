@@ -94,21 +94,23 @@ pub fn remove_extra(cgroups_path: &Path) {
     }
 }
 
-/// For a spec on a cgroup v1 host whose container joins an existing pid namespace (a pod's
-/// shared one) and mounts `/sys/fs/cgroup` (type `cgroup`) without a cgroup namespace:
-/// replaces that mount by the mounts libcontainer would have made for it, and says so.
+/// For a spec on a cgroup v1 host that mounts `/sys/fs/cgroup` (type `cgroup`) read-only,
+/// or whose container joins an existing pid namespace (a pod's shared one) without a cgroup
+/// namespace: replaces that mount by binds of the container's cgroups (`cgroups_path`, the
+/// path libcontainer puts the container in), and says so.
 ///
-/// libcontainer 0.7 builds that mount in the container's init from the cgroups of the host
-/// process whose pid is the init's pid *inside* its pid namespace (`Process::new(getpid())`
-/// on the host's /proc, because `getppid()` is 0 in a joined namespace). In a namespace of
-/// its own that pid is 1, the host's init, as intended; in a joined one it is an unrelated
-/// host process or none at all, and the create fails with "failed to prepare rootfs" —
-/// where runc succeeds. The replacement is what libcontainer mounts when that lookup works:
-/// a tmpfs, then each hierarchy's directory of the container bound at its name (and at
-/// each name of a co-mounted one, `cpu,cpuacct`, where libcontainer links), with the
-/// original mount's flags (read-only as the spec asks).
-pub fn emulate_v1_mount(spec: &mut Spec) -> bool {
-    if cgroups::detect(Path::new(MOUNT)) != CgroupLayout::V1 || !joins_pid_namespace(spec) {
+/// libcontainer 0.7 makes that mount read-write whatever its options say (runc honours
+/// `ro`), and builds it in the container's init from the cgroups of the host process whose
+/// pid is the init's pid *inside* its pid namespace (`Process::new(getpid())` on the host's
+/// /proc, because `getppid()` is 0 in a joined namespace). In a namespace of its own that
+/// pid is 1, the host's init, as intended; in a joined one it is an unrelated host process
+/// or none at all, and the create fails with "failed to prepare rootfs" — where runc
+/// succeeds. The replacement is what libcontainer mounts when that lookup works: a tmpfs,
+/// then each hierarchy's directory of the container bound at its name (and at each name of
+/// a co-mounted one, `cpu,cpuacct`, where libcontainer links), with the original mount's
+/// flags (read-only as the spec asks).
+pub fn emulate_v1_mount(spec: &mut Spec, cgroups_path: &Path) -> bool {
+    if cgroups::detect(Path::new(MOUNT)) != CgroupLayout::V1 {
         return false;
     }
     let Some(index) = spec
@@ -118,6 +120,13 @@ pub fn emulate_v1_mount(spec: &mut Spec) -> bool {
     else {
         return false;
     };
+    let readonly = spec
+        .mounts()
+        .as_ref()
+        .is_some_and(|m| is_readonly(&m[index]));
+    if !readonly && !joins_pid_namespace(spec) {
+        return false;
+    }
     let Ok(hierarchies) = libcgroups::v1::util::list_subsystem_mount_points() else {
         return false;
     };
@@ -125,16 +134,18 @@ pub fn emulate_v1_mount(spec: &mut Spec) -> bool {
         .into_iter()
         .filter(|h| h.parent() == Some(Path::new(MOUNT)))
         .collect();
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_default();
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    let replacement = emulated_mounts(&mounts[index], &hierarchies, &cgroups_path);
+    let replacement = emulated_mounts(&mounts[index], &hierarchies, cgroups_path);
     mounts.splice(index..=index, replacement);
     spec.set_mounts(Some(mounts));
     true
+}
+
+fn is_readonly(mount: &Mount) -> bool {
+    mount
+        .options()
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|o| o == "ro"))
 }
 
 /// Whether the spec puts the container in an existing pid namespace and no new cgroup one.
@@ -161,10 +172,7 @@ fn emulated_mounts(
 ) -> Vec<Mount> {
     let destination = cgroup_mount.destination();
     let relative = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
-    let readonly = cgroup_mount
-        .options()
-        .as_ref()
-        .is_some_and(|o| o.iter().any(|o| o == "ro"));
+    let readonly = is_readonly(cgroup_mount);
     let mut bind_options: Vec<String> = ["rbind", "nosuid", "noexec", "nodev"]
         .map(String::from)
         .to_vec();

@@ -57,8 +57,9 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     // With a cached seccomp filter, libcontainer is given the bundle's spec without the
     // profile (staged in the state root; it reads specs only from a bundle's config.json)
     // and the workload loads the filter where libcontainer would have loaded the profile.
-    // The staged spec also carries the cgroup mount libcontainer cannot make itself.
-    let (filter, staged) = stage(o.root, o.id, &bundle, spec)?;
+    // The staged spec also carries the cgroup mount, the root propagation and the
+    // noNewPrivileges libcontainer cannot take as they are.
+    let (filter, staged) = stage(o.root, o.id, &bundle, spec, &cgroups_path)?;
     let workload = Workload { seccomp: filter };
     let lib_bundle = staged
         .as_ref()
@@ -116,20 +117,24 @@ impl Drop for StagedBundle {
 /// filter for a spec whose profile the cache serves ([`seccomp::cacheable`]) and that has
 /// no hooks (they would be handed the staged bundle's path), and a bundle (in
 /// `<root>/.bundles/<id>`) whose config.json is the spec without that profile, with
-/// [`cgroups::emulate_v1_mount`]'s mounts, and with an absolute root path. (None, None):
-/// libcontainer applies the bundle as it is.
+/// [`cgroups::emulate_v1_mount`]'s mounts (`cgroups_path`: the container's cgroup), with a
+/// root propagation libcontainer takes ([`rootfs_propagation`]), without a false
+/// `noNewPrivileges` ([`no_new_privileges`]), and with an absolute root path. (None, None): libcontainer applies the bundle as it is.
 fn stage(
     root: &Path,
     id: &str,
     bundle: &Path,
     mut spec: Spec,
+    cgroups_path: &Path,
 ) -> Result<(Option<seccomp::Filter>, Option<StagedBundle>), Error> {
     let filter = match seccomp::cacheable(&spec).filter(|_| spec.hooks().is_none()) {
         Some(profile) => Some(seccomp::prepare(root, profile)?),
         None => None,
     };
-    let mounts_replaced = cgroups::emulate_v1_mount(&mut spec);
-    if filter.is_none() && !mounts_replaced {
+    let mounts_replaced = cgroups::emulate_v1_mount(&mut spec, cgroups_path);
+    let propagation_replaced = rootfs_propagation(&mut spec);
+    let nnp_replaced = no_new_privileges(&mut spec);
+    if filter.is_none() && !mounts_replaced && !propagation_replaced && !nnp_replaced {
         return Ok((None, None));
     }
     if filter.is_some() {
@@ -154,6 +159,39 @@ fn stage(
     let json = serde_json::to_vec(&spec).expect("a spec serializes");
     std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))?;
     Ok((filter, Some(staged)))
+}
+
+/// Rewrites a recursive `linux.rootfsPropagation` (`rslave`, `rprivate`, `rshared`,
+/// `runbindable`: runc takes every mount propagation flag there, and CRI runtimes write
+/// `rslave`) to the name libcontainer 0.7 knows, and says so: libcontainer fails the
+/// create with "failed to prepare rootfs" on any other. Its propagation of `/` is recursive
+/// already (it adds `MS_REC`), so `rslave` and `rprivate` behave as in runc.
+fn rootfs_propagation(spec: &mut Spec) -> bool {
+    let Some(linux) = spec.linux_mut() else {
+        return false;
+    };
+    let plain = match linux.rootfs_propagation().as_deref() {
+        Some(p @ ("rslave" | "rprivate" | "rshared" | "runbindable")) => p[1..].to_owned(),
+        _ => return false,
+    };
+    linux.set_rootfs_propagation(Some(plain));
+    true
+}
+
+/// Drops `process.noNewPrivileges: false` (CRI writes it), which means what its absence
+/// means, and says so: libcontainer 0.7 takes any value as `true` where it decides when to
+/// load the seccomp profile, and loads it after dropping the capabilities — without
+/// no_new_privs and CAP_SYS_ADMIN the kernel refuses it ("failed to load seccomp
+/// context"), where runc loads it while still privileged.
+fn no_new_privileges(spec: &mut Spec) -> bool {
+    let Some(process) = spec.process_mut() else {
+        return false;
+    };
+    if process.no_new_privileges() != Some(false) {
+        return false;
+    }
+    process.set_no_new_privileges(None);
+    true
 }
 
 /// `start`: runs the user process of a created container.
@@ -436,6 +474,14 @@ mod tests {
             )
             .build()
             .unwrap();
+        // Without the cgroup mount, which a cgroup v1 host's create rewrites as well.
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        spec.set_mounts(Some(
+            mounts
+                .into_iter()
+                .filter(|m| m.typ().as_deref() != Some("cgroup"))
+                .collect(),
+        ));
         if hooks {
             let hook = HookBuilder::default().path("/bin/true").build().unwrap();
             spec.set_hooks(Some(
@@ -454,7 +500,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
         let spec = bundle_with(bundle.path(), false);
-        let (filter, staged) = stage(root.path(), "c1", bundle.path(), spec.clone()).unwrap();
+        let (filter, staged) = stage(
+            root.path(),
+            "c1",
+            bundle.path(),
+            spec.clone(),
+            Path::new("/c1"),
+        )
+        .unwrap();
         let filter = filter.expect("a profile the cache serves");
         let staged = staged.expect("a staged bundle");
         assert_eq!(staged.dir, root.path().join(".bundles/c1"));
@@ -477,11 +530,48 @@ mod tests {
     }
 
     #[test]
+    fn a_recursive_root_propagation_is_staged_under_its_plain_name() {
+        let root = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        let mut spec = bundle_with(bundle.path(), true);
+        spec.linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_rootfs_propagation(Some("rslave".into()));
+        let (filter, staged) =
+            stage(root.path(), "c1", bundle.path(), spec, Path::new("/c1")).unwrap();
+        assert!(filter.is_none());
+        let staged = staged.expect("a staged bundle");
+        let got = Spec::load(staged.dir.join("config.json")).unwrap();
+        let linux = got.linux().as_ref().unwrap();
+        assert_eq!(linux.rootfs_propagation().as_deref(), Some("slave"));
+
+        for (given, plain) in [
+            (Some("rprivate"), Some("private")),
+            (Some("rshared"), Some("shared")),
+            (Some("runbindable"), Some("unbindable")),
+            (Some("slave"), Some("slave")),
+            (Some("shared"), Some("shared")),
+            (None, None),
+        ] {
+            let mut spec = SpecBuilder::default().build().unwrap();
+            spec.linux_mut()
+                .as_mut()
+                .unwrap()
+                .set_rootfs_propagation(given.map(String::from));
+            assert_eq!(rootfs_propagation(&mut spec), given != plain, "{given:?}");
+            let linux = spec.linux().as_ref().unwrap();
+            assert_eq!(linux.rootfs_propagation().as_deref(), plain, "{given:?}");
+        }
+    }
+
+    #[test]
     fn specs_with_hooks_are_not_staged() {
         let root = tempfile::tempdir().unwrap();
         let bundle = tempfile::tempdir().unwrap();
         let spec = bundle_with(bundle.path(), true);
-        let (filter, staged) = stage(root.path(), "c1", bundle.path(), spec).unwrap();
+        let (filter, staged) =
+            stage(root.path(), "c1", bundle.path(), spec, Path::new("/c1")).unwrap();
         assert!(filter.is_none() && staged.is_none());
         assert!(!root.path().join(".bundles").exists());
     }
