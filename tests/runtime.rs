@@ -644,3 +644,73 @@ fn a_containers_cgroup_mount_is_read_only() {
     assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
     p.ok(&["rm", "-f", "web"]);
 }
+
+/// A mount's propagation option is applied as runc applies it: under a shared host mount,
+/// an `rprivate` bind does not see a mount the host makes later while an `rslave` one
+/// does, and an `rbind` with `rprivate` still binds the mounts below its source.
+#[test]
+fn a_mounts_propagation_option_is_applied() {
+    let p = builtin();
+    let (src, sync) = (p.root.join("prop-src"), p.root.join("prop-sync"));
+    let (pre, sub) = (src.join("pre"), src.join("sub"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&sync).unwrap();
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{script}");
+    };
+    sh(&format!(
+        "mount -t tmpfs prop-src {0} && mount --make-shared {0} && mkdir {0}/pre {0}/sub \
+         && mount -t tmpfs pre {0}/pre && echo below > {0}/pre/x",
+        src.display()
+    ));
+    // The host mounts on `sub` once the container is up, then lets it look.
+    let host = {
+        let (sync, sub) = (sync.clone(), sub.clone());
+        std::thread::spawn(move || {
+            common::eventually(Duration::from_secs(30), "the probe is up", || {
+                sync.join("ready").exists().then_some(())
+            });
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "sub"])
+                .arg(&sub)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            std::fs::write(sub.join("hello"), "from the host\n").unwrap();
+            std::fs::write(sync.join("go"), "").unwrap();
+        })
+    };
+    let bind = |source: &Path, destination: &str, propagation: &str| {
+        serde_json::json!({
+            "destination": destination, "type": "bind", "source": source,
+            "options": ["rbind", propagation],
+        })
+    };
+    let script = "touch /sync/ready; i=0; \
+                  while [ ! -e /sync/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; \
+                  echo slave:; cat /slave/sub/hello /slave/pre/x; \
+                  echo private:; ls /private/sub; cat /private/pre/x";
+    let out = probe(&p, script, |spec| {
+        let mounts = spec["mounts"].as_array_mut().unwrap();
+        mounts.push(bind(&src, "/private", "rprivate"));
+        mounts.push(bind(&src, "/slave", "rslave"));
+        mounts.push(bind(&sync, "/sync", "rprivate"));
+    });
+    host.join().unwrap();
+    for m in [&sub, &pre, &src] {
+        let ok = std::process::Command::new("umount")
+            .arg(m)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "umount {}", m.display());
+    }
+    assert_eq!(
+        out,
+        "slave:\nfrom the host\nbelow\nprivate:\nbelow\n",
+        "the rprivate bind sees nothing of the later mount"
+    );
+}
