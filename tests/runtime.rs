@@ -524,6 +524,16 @@ impl Drop for RuntimeContainer<'_> {
 /// with its own id and cgroup, `script` as its process and `edit` applied to its spec; the
 /// process's stdout. The probe is deleted (and checked gone) before this returns.
 fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    probe_with(p, script, edit, |_| {})
+}
+
+/// [`probe`], calling `running` with the probe (its id in `id`) once it is started.
+fn probe_with(
+    p: &Peapod,
+    script: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+    running: impl FnOnce(&RuntimeContainer),
+) -> String {
     let id = p
         .ok(&["run", "-d", "busybox", "sleep", "1000"])
         .trim()
@@ -577,6 +587,7 @@ fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) ->
         "{}",
         String::from_utf8_lossy(&started.stderr)
     );
+    running(&c);
     common::eventually(Duration::from_secs(10), "the probe stopped", || {
         let o = c.runtime(&["state", &probe]);
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
@@ -611,7 +622,9 @@ fn a_recursive_rootfs_propagation_is_taken() {
 }
 
 /// `process.noNewPrivileges: false` (which CRI writes) with a seccomp profile: the process
-/// runs confined by the profile, without no_new_privs, as with runc.
+/// runs confined by the profile, without no_new_privs, as with runc; so does a process
+/// exec'd into it, with the init's capabilities (CAP_SYS_ADMIN, which it holds only to
+/// load the filter, dropped).
 #[test]
 fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
     let p = builtin();
@@ -624,6 +637,39 @@ fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
         },
     );
     assert_eq!(out, "NoNewPrivs:\t0\nSeccomp:\t2\n");
+
+    let mut exec = None;
+    let out = probe_with(
+        &p,
+        "grep -E '^(Seccomp|NoNewPrivs|Cap...):' /proc/self/status; sleep 1000",
+        |spec| spec["process"]["noNewPrivileges"] = false.into(),
+        |c| {
+            let script = "grep -E '^(Seccomp|NoNewPrivs|Cap...):' /proc/self/status; \
+                          unshare -U true";
+            exec = Some(c.runtime(&["exec", c.id, "sh", "-c", script]));
+            let killed = c.runtime(&["kill", c.id, "KILL"]);
+            assert!(killed.status.success(), "{killed:?}");
+        },
+    );
+    let exec = exec.unwrap();
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(
+        !exec.status.success() && stderr.contains("Operation not permitted"),
+        "unshare is refused by the profile: {exec:?}"
+    );
+    let status = String::from_utf8_lossy(&exec.stdout);
+    assert_eq!(field(&status, "Seccomp:"), "2", "{status}");
+    assert_eq!(field(&status, "NoNewPrivs:"), "0", "{status}");
+    for cap in ["CapEff:", "CapPrm:", "CapBnd:", "CapInh:", "CapAmb:"] {
+        assert_eq!(
+            field(&status, cap),
+            field(&out, cap),
+            "{cap} {status} {out}"
+        );
+    }
+    let sys_admin = 1u64 << 21;
+    let eff = u64::from_str_radix(&field(&status, "CapEff:"), 16).unwrap();
+    assert_eq!(eff & sys_admin, 0, "{status}");
 }
 
 /// A container's cgroup files are read-only, as the spec's `/sys/fs/cgroup` mount says
@@ -709,8 +755,7 @@ fn a_mounts_propagation_option_is_applied() {
         assert!(ok.success(), "umount {}", m.display());
     }
     assert_eq!(
-        out,
-        "slave:\nfrom the host\nbelow\nprivate:\nbelow\n",
+        out, "slave:\nfrom the host\nbelow\nprivate:\nbelow\n",
         "the rprivate bind sees nothing of the later mount"
     );
 }

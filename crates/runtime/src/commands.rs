@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use libcgroups::common::{CgroupConfig, CgroupManager, FreezerState};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{Capabilities, Capability, Process, Spec};
 use libcontainer::syscall::syscall::SyscallType;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
@@ -63,7 +63,10 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     // options are applied once libcontainer has made the mounts.
     let propagation = mount_propagation(&spec);
     let (filter, staged) = stage(o.root, o.id, &bundle, spec, &cgroups_path)?;
-    let workload = Workload { seccomp: filter };
+    let workload = Workload {
+        seccomp: filter,
+        sys_admin_for_seccomp: false,
+    };
     let lib_bundle = staged
         .as_ref()
         .map_or(bundle.as_path(), |s| s.dir.as_path());
@@ -138,7 +141,11 @@ fn propagation_flags(option: &str) -> Option<MsFlags> {
         "unbindable" => MsFlags::MS_UNBINDABLE,
         _ => return None,
     };
-    Some(if recursive { flags | MsFlags::MS_REC } else { flags })
+    Some(if recursive {
+        flags | MsFlags::MS_REC
+    } else {
+        flags
+    })
 }
 
 /// The propagation options of the spec's mounts, in the spec's order (runc applies each
@@ -482,6 +489,8 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
     if let Some(cwd) = &o.cwd {
         process.set_cwd(PathBuf::from(cwd));
     }
+    let seccomp = exec_seccomp(o.root, &spec)?;
+    let sys_admin_for_seccomp = seccomp.is_some() && sys_admin_until_loaded(&mut process);
     let process_file = container
         .root
         .join(format!("exec-{}.json", std::process::id()));
@@ -500,7 +509,8 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
         .map(|l| l.path().to_owned())
         .or_else(|| o.console_socket.map(Path::to_owned));
     let workload = Workload {
-        seccomp: exec_seccomp(o.root, &spec)?,
+        seccomp,
+        sys_admin_for_seccomp,
     };
     let pid_file = o.pid_file.map(absolute).transpose()?;
     let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
@@ -527,20 +537,53 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
     console::wait_forwarding(nix::unistd::Pid::from_raw(pid.as_raw()), pty)
 }
 
-/// The filter of an exec'd process: the container's profile from the cache. A profile the
-/// cache cannot serve is refused rather than left unapplied.
+/// The filter of an exec'd process: the container's profile from the cache (libcontainer
+/// gives an exec'd process none). A profile with notify actions, whose listener only
+/// libcontainer could pass on, is refused rather than left unapplied.
 fn exec_seccomp(root: &Path, spec: &Spec) -> Result<Option<seccomp::Filter>, Error> {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
-    if seccomp::cacheable(spec).is_none() {
+    if libcontainer::seccomp::is_notify(profile) {
         return Err(Error::SeccompProfile {
-            message: "an exec'd process gets the container's profile only with \
-                      process.noNewPrivileges and without notify actions"
-                .into(),
+            message: "an exec'd process cannot get a profile with notify actions".into(),
         });
     }
     seccomp::prepare(root, profile).map(Some)
+}
+
+/// Gives a process without `noNewPrivileges: true` whose capabilities lack CAP_SYS_ADMIN
+/// that capability in its effective and permitted sets (not its bounding set, so an
+/// `execve` could not keep it), and says so: the kernel loads a seccomp filter only with
+/// no_new_privs or CAP_SYS_ADMIN, and libcontainer drops the capabilities before the
+/// workload loads the filter. The workload drops it again once the filter is loaded.
+fn sys_admin_until_loaded(process: &mut Process) -> bool {
+    if process.no_new_privileges() == Some(true) {
+        return false;
+    }
+    let Some(caps) = process.capabilities().clone() else {
+        // All of the runtime's, CAP_SYS_ADMIN included.
+        return false;
+    };
+    // A set not given is left as the runtime's, which holds it.
+    let lacks = |set: &Option<Capabilities>| {
+        set.as_ref()
+            .is_some_and(|s| !s.contains(&Capability::SysAdmin))
+    };
+    if !lacks(caps.effective()) && !lacks(caps.permitted()) {
+        return false;
+    }
+    let with = |set: &Option<Capabilities>| {
+        set.clone().map(|mut s| {
+            s.insert(Capability::SysAdmin);
+            s
+        })
+    };
+    let (effective, permitted) = (with(caps.effective()), with(caps.permitted()));
+    let mut caps = caps;
+    caps.set_effective(effective).set_permitted(permitted);
+    process.set_capabilities(Some(caps));
+    true
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {
@@ -700,6 +743,48 @@ mod tests {
         );
         // The default spec's mounts carry none.
         assert!(mount_propagation(&SpecBuilder::default().build().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn an_exec_without_no_new_privileges_holds_sys_admin_only_to_load_its_filter() {
+        use libcontainer::oci_spec::runtime::LinuxCapabilitiesBuilder;
+        let chown: Capabilities = [Capability::Chown].into();
+        let with_admin: Capabilities = [Capability::Chown, Capability::SysAdmin].into();
+        let process = |nnp: Option<bool>| {
+            let mut p = ProcessBuilder::default()
+                .capabilities(
+                    LinuxCapabilitiesBuilder::default()
+                        .bounding(chown.clone())
+                        .effective(chown.clone())
+                        .permitted(chown.clone())
+                        .inheritable(chown.clone())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            p.set_no_new_privileges(nnp);
+            p
+        };
+        for nnp in [None, Some(false)] {
+            let mut p = process(nnp);
+            assert!(sys_admin_until_loaded(&mut p));
+            let caps = p.capabilities().as_ref().unwrap();
+            assert_eq!(caps.effective().as_ref(), Some(&with_admin));
+            assert_eq!(caps.permitted().as_ref(), Some(&with_admin));
+            assert_eq!(
+                caps.bounding().as_ref(),
+                Some(&chown),
+                "execve cannot keep it"
+            );
+            assert_eq!(caps.inheritable().as_ref(), Some(&chown));
+        }
+        let mut p = process(Some(true));
+        assert!(!sys_admin_until_loaded(&mut p));
+        assert_eq!(p, process(Some(true)));
+        let mut p = process(None);
+        p.set_capabilities(None);
+        assert!(!sys_admin_until_loaded(&mut p), "all the runtime's");
     }
 
     #[test]
