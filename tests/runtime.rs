@@ -2,8 +2,9 @@
 //! `peapod-runtime`) end to end, as root, whatever `PEAPOD_TEST_RUNTIME` says: a container's
 //! run, exec, stop and rm; a two-container tty pod reaching Running; a foreground tty; the
 //! seccomp profile in the init and in exec'd processes, compiled once and loaded from the
-//! state root's cache; `update` of a container's limits; a shared pid namespace's cgroup
-//! mount; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
+//! state root's cache (also in a process exec'd without no_new_privs); `update` of a
+//! container's limits; a shared pid namespace's cgroup mount; mounts' propagation
+//! options; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
 //! whatever the default.
 
 mod common;
