@@ -2,8 +2,9 @@
 //! `peapod-runtime`) end to end, as root, whatever `PEAPOD_TEST_RUNTIME` says: a container's
 //! run, exec, stop and rm; a two-container tty pod reaching Running; a foreground tty; the
 //! seccomp profile in the init and in exec'd processes, compiled once and loaded from the
-//! state root's cache; `update` of a container's limits; a shared pid namespace's cgroup
-//! mount; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
+//! state root's cache (also in a process exec'd without no_new_privs); `update` of a
+//! container's limits; a shared pid namespace's cgroup mount; mounts' propagation
+//! options; and `runc_stays_selectable` keeps runc, which `runtime = "runc"` selects, proved
 //! whatever the default.
 
 mod common;
@@ -524,6 +525,16 @@ impl Drop for RuntimeContainer<'_> {
 /// with its own id and cgroup, `script` as its process and `edit` applied to its spec; the
 /// process's stdout. The probe is deleted (and checked gone) before this returns.
 fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    probe_with(p, script, edit, |_| {})
+}
+
+/// [`probe`], calling `running` with the probe (its id in `id`) once it is started.
+fn probe_with(
+    p: &Peapod,
+    script: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+    running: impl FnOnce(&RuntimeContainer),
+) -> String {
     let id = p
         .ok(&["run", "-d", "busybox", "sleep", "1000"])
         .trim()
@@ -577,6 +588,7 @@ fn probe(p: &Peapod, script: &str, edit: impl FnOnce(&mut serde_json::Value)) ->
         "{}",
         String::from_utf8_lossy(&started.stderr)
     );
+    running(&c);
     common::eventually(Duration::from_secs(10), "the probe stopped", || {
         let o = c.runtime(&["state", &probe]);
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
@@ -611,7 +623,9 @@ fn a_recursive_rootfs_propagation_is_taken() {
 }
 
 /// `process.noNewPrivileges: false` (which CRI writes) with a seccomp profile: the process
-/// runs confined by the profile, without no_new_privs, as with runc.
+/// runs confined by the profile, without no_new_privs, as with runc; so does a process
+/// exec'd into it, with the init's capabilities (CAP_SYS_ADMIN, which it holds only to
+/// load the filter, dropped).
 #[test]
 fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
     let p = builtin();
@@ -624,6 +638,39 @@ fn a_seccomp_profile_without_no_new_privileges_is_loaded() {
         },
     );
     assert_eq!(out, "NoNewPrivs:\t0\nSeccomp:\t2\n");
+
+    let mut exec = None;
+    let out = probe_with(
+        &p,
+        "grep -E '^(Seccomp|NoNewPrivs|Cap...):' /proc/self/status; sleep 1000",
+        |spec| spec["process"]["noNewPrivileges"] = false.into(),
+        |c| {
+            let script = "grep -E '^(Seccomp|NoNewPrivs|Cap...):' /proc/self/status; \
+                          unshare -U true";
+            exec = Some(c.runtime(&["exec", c.id, "sh", "-c", script]));
+            let killed = c.runtime(&["kill", c.id, "KILL"]);
+            assert!(killed.status.success(), "{killed:?}");
+        },
+    );
+    let exec = exec.unwrap();
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(
+        !exec.status.success() && stderr.contains("Operation not permitted"),
+        "unshare is refused by the profile: {exec:?}"
+    );
+    let status = String::from_utf8_lossy(&exec.stdout);
+    assert_eq!(field(&status, "Seccomp:"), "2", "{status}");
+    assert_eq!(field(&status, "NoNewPrivs:"), "0", "{status}");
+    for cap in ["CapEff:", "CapPrm:", "CapBnd:", "CapInh:", "CapAmb:"] {
+        assert_eq!(
+            field(&status, cap),
+            field(&out, cap),
+            "{cap} {status} {out}"
+        );
+    }
+    let sys_admin = 1u64 << 21;
+    let eff = u64::from_str_radix(&field(&status, "CapEff:"), 16).unwrap();
+    assert_eq!(eff & sys_admin, 0, "{status}");
 }
 
 /// A container's cgroup files are read-only, as the spec's `/sys/fs/cgroup` mount says
@@ -643,4 +690,73 @@ fn a_containers_cgroup_mount_is_read_only() {
     assert!(err.contains("Read-only file system"), "{err}");
     assert_eq!(p.ok(&["exec", "web", "cat", file]).trim(), "max");
     p.ok(&["rm", "-f", "web"]);
+}
+
+/// A mount's propagation option is applied as runc applies it: under a shared host mount,
+/// an `rprivate` bind does not see a mount the host makes later while an `rslave` one
+/// does, and an `rbind` with `rprivate` still binds the mounts below its source.
+#[test]
+fn a_mounts_propagation_option_is_applied() {
+    let p = builtin();
+    let (src, sync) = (p.root.join("prop-src"), p.root.join("prop-sync"));
+    let (pre, sub) = (src.join("pre"), src.join("sub"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&sync).unwrap();
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{script}");
+    };
+    sh(&format!(
+        "mount -t tmpfs prop-src {0} && mount --make-shared {0} && mkdir {0}/pre {0}/sub \
+         && mount -t tmpfs pre {0}/pre && echo below > {0}/pre/x",
+        src.display()
+    ));
+    // The host mounts on `sub` once the container is up, then lets it look.
+    let host = {
+        let (sync, sub) = (sync.clone(), sub.clone());
+        std::thread::spawn(move || {
+            common::eventually(Duration::from_secs(30), "the probe is up", || {
+                sync.join("ready").exists().then_some(())
+            });
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "sub"])
+                .arg(&sub)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            std::fs::write(sub.join("hello"), "from the host\n").unwrap();
+            std::fs::write(sync.join("go"), "").unwrap();
+        })
+    };
+    let bind = |source: &Path, destination: &str, propagation: &str| {
+        serde_json::json!({
+            "destination": destination, "type": "bind", "source": source,
+            "options": ["rbind", propagation],
+        })
+    };
+    let script = "touch /sync/ready; i=0; \
+                  while [ ! -e /sync/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; \
+                  echo slave:; cat /slave/sub/hello /slave/pre/x; \
+                  echo private:; ls /private/sub; cat /private/pre/x";
+    let out = probe(&p, script, |spec| {
+        let mounts = spec["mounts"].as_array_mut().unwrap();
+        mounts.push(bind(&src, "/private", "rprivate"));
+        mounts.push(bind(&src, "/slave", "rslave"));
+        mounts.push(bind(&sync, "/sync", "rprivate"));
+    });
+    host.join().unwrap();
+    for m in [&sub, &pre, &src] {
+        let ok = std::process::Command::new("umount")
+            .arg(m)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "umount {}", m.display());
+    }
+    assert_eq!(
+        out, "slave:\nfrom the host\nbelow\nprivate:\nbelow\n",
+        "the rprivate bind sees nothing of the later mount"
+    );
 }

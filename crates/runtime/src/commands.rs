@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use libcgroups::common::{CgroupConfig, CgroupManager, FreezerState};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{Capabilities, Capability, Process, Spec};
 use libcontainer::syscall::syscall::SyscallType;
+use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
 use crate::state::{self, StateDocument, Status};
@@ -58,9 +59,14 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
     // profile (staged in the state root; it reads specs only from a bundle's config.json)
     // and the workload loads the filter where libcontainer would have loaded the profile.
     // The staged spec also carries the cgroup mount, the root propagation and the
-    // noNewPrivileges libcontainer cannot take as they are.
+    // noNewPrivileges libcontainer cannot take as they are. The mounts' propagation
+    // options are applied once libcontainer has made the mounts.
+    let propagation = mount_propagation(&spec);
     let (filter, staged) = stage(o.root, o.id, &bundle, spec, &cgroups_path)?;
-    let workload = Workload { seccomp: filter };
+    let workload = Workload {
+        seccomp: filter,
+        sys_admin_for_seccomp: false,
+    };
     let lib_bundle = staged
         .as_ref()
         .map_or(bundle.as_path(), |s| s.dir.as_path());
@@ -99,7 +105,102 @@ pub fn create(o: &CreateOptions<'_>) -> Result<(), Error> {
         container.state.bundle = bundle;
         container.save().map_err(Error::container(context))?;
     }
-    state::record_init_start(&container)
+    state::record_init_start(&container)?;
+    if let Some(pid) = container.pid().filter(|_| !propagation.is_empty()) {
+        if let Err(e) = apply_propagation(pid.as_raw(), &propagation) {
+            // Nothing half-made: the init waiting for `start` goes with its state.
+            if let Err(cleanup) = delete(o.root, o.id, true) {
+                return Err(Error::Rollback {
+                    error: Box::new(e),
+                    cleanup: Box::new(cleanup),
+                });
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A mount's propagation (its destination and runc's flags for one of its options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Propagation {
+    destination: PathBuf,
+    flags: MsFlags,
+}
+
+/// The flags runc gives a mount option that is a propagation type, or None.
+fn propagation_flags(option: &str) -> Option<MsFlags> {
+    let (kind, recursive) = match option.strip_prefix('r') {
+        Some(k @ ("private" | "slave" | "shared" | "unbindable")) => (k, true),
+        _ => (option, false),
+    };
+    let flags = match kind {
+        "private" => MsFlags::MS_PRIVATE,
+        "slave" => MsFlags::MS_SLAVE,
+        "shared" => MsFlags::MS_SHARED,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(if recursive {
+        flags | MsFlags::MS_REC
+    } else {
+        flags
+    })
+}
+
+/// The propagation options of the spec's mounts, in the spec's order (runc applies each
+/// after making its mount), which libcontainer 0.7 takes and ignores: [`create`] applies
+/// them ([`apply_propagation`]).
+fn mount_propagation(spec: &Spec) -> Vec<Propagation> {
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        for option in m.options().iter().flatten() {
+            if let Some(flags) = propagation_flags(option) {
+                out.push(Propagation {
+                    destination: Path::new("/").join(m.destination()),
+                    flags,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sets each mount's propagation in the mount namespace of the created init `pid` (its
+/// mounts made, its root pivoted, waiting for `start`): from a thread of this process that
+/// leaves the process's shared filesystem context and joins that namespace, as runc sets
+/// it in the init. The thread's root is then the container's, so destinations resolve in
+/// the container as they did for its mounts.
+fn apply_propagation(pid: i32, mounts: &[Propagation]) -> Result<(), Error> {
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+    let ns_file = std::fs::File::open(&ns).map_err(|e| Error::io("open", &ns, e))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                use nix::sched::CloneFlags;
+                // setns(CLONE_NEWNS) refuses a thread sharing its root and cwd.
+                nix::sched::unshare(CloneFlags::CLONE_FS)
+                    .map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
+                nix::sched::setns(&ns_file, CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| Error::sys("joining the container's mount namespace", e))?;
+                for m in mounts {
+                    nix::mount::mount(
+                        None::<&str>,
+                        &m.destination,
+                        None::<&str>,
+                        m.flags,
+                        None::<&str>,
+                    )
+                    .map_err(|source| Error::Propagation {
+                        destination: m.destination.clone(),
+                        source,
+                    })?;
+                }
+                Ok(())
+            })
+            .join()
+            .expect("the propagation thread does not panic")
+    })
 }
 
 /// A copy of a bundle's config.json for libcontainer, removed on drop.
@@ -119,7 +220,8 @@ impl Drop for StagedBundle {
 /// `<root>/.bundles/<id>`) whose config.json is the spec without that profile, with
 /// [`cgroups::emulate_v1_mount`]'s mounts (`cgroups_path`: the container's cgroup), with a
 /// root propagation libcontainer takes ([`rootfs_propagation`]), without a false
-/// `noNewPrivileges` ([`no_new_privileges`]), and with an absolute root path. (None, None): libcontainer applies the bundle as it is.
+/// `noNewPrivileges` ([`no_new_privileges`]), and with an absolute root path. (None, None):
+/// libcontainer applies the bundle as it is.
 fn stage(
     root: &Path,
     id: &str,
@@ -387,6 +489,8 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
     if let Some(cwd) = &o.cwd {
         process.set_cwd(PathBuf::from(cwd));
     }
+    let seccomp = exec_seccomp(o.root, &spec)?;
+    let sys_admin_for_seccomp = seccomp.is_some() && sys_admin_until_loaded(&mut process);
     let process_file = container
         .root
         .join(format!("exec-{}.json", std::process::id()));
@@ -405,7 +509,8 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
         .map(|l| l.path().to_owned())
         .or_else(|| o.console_socket.map(Path::to_owned));
     let workload = Workload {
-        seccomp: exec_seccomp(o.root, &spec)?,
+        seccomp,
+        sys_admin_for_seccomp,
     };
     let pid_file = o.pid_file.map(absolute).transpose()?;
     let built = ContainerBuilder::new(o.id.to_owned(), SyscallType::default())
@@ -432,20 +537,53 @@ pub fn exec(o: &ExecOptions<'_>) -> Result<i32, Error> {
     console::wait_forwarding(nix::unistd::Pid::from_raw(pid.as_raw()), pty)
 }
 
-/// The filter of an exec'd process: the container's profile from the cache. A profile the
-/// cache cannot serve is refused rather than left unapplied.
+/// The filter of an exec'd process: the container's profile from the cache (libcontainer
+/// gives an exec'd process none). A profile with notify actions, whose listener only
+/// libcontainer could pass on, is refused rather than left unapplied.
 fn exec_seccomp(root: &Path, spec: &Spec) -> Result<Option<seccomp::Filter>, Error> {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
-    if seccomp::cacheable(spec).is_none() {
+    if libcontainer::seccomp::is_notify(profile) {
         return Err(Error::SeccompProfile {
-            message: "an exec'd process gets the container's profile only with \
-                      process.noNewPrivileges and without notify actions"
-                .into(),
+            message: "an exec'd process cannot get a profile with notify actions".into(),
         });
     }
     seccomp::prepare(root, profile).map(Some)
+}
+
+/// Gives a process without `noNewPrivileges: true` whose capabilities lack CAP_SYS_ADMIN
+/// that capability in its effective and permitted sets (not its bounding set, so an
+/// `execve` could not keep it), and says so: the kernel loads a seccomp filter only with
+/// no_new_privs or CAP_SYS_ADMIN, and libcontainer drops the capabilities before the
+/// workload loads the filter. The workload drops it again once the filter is loaded.
+fn sys_admin_until_loaded(process: &mut Process) -> bool {
+    if process.no_new_privileges() == Some(true) {
+        return false;
+    }
+    let Some(caps) = process.capabilities().clone() else {
+        // All of the runtime's, CAP_SYS_ADMIN included.
+        return false;
+    };
+    // A set not given is left as the runtime's, which holds it.
+    let lacks = |set: &Option<Capabilities>| {
+        set.as_ref()
+            .is_some_and(|s| !s.contains(&Capability::SysAdmin))
+    };
+    if !lacks(caps.effective()) && !lacks(caps.permitted()) {
+        return false;
+    }
+    let with = |set: &Option<Capabilities>| {
+        set.clone().map(|mut s| {
+            s.insert(Capability::SysAdmin);
+            s
+        })
+    };
+    let (effective, permitted) = (with(caps.effective()), with(caps.permitted()));
+    let mut caps = caps;
+    caps.set_effective(effective).set_permitted(permitted);
+    process.set_capabilities(Some(caps));
+    true
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {
@@ -455,7 +593,8 @@ fn absolute(p: &Path) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use libcontainer::oci_spec::runtime::{
-        HookBuilder, HooksBuilder, LinuxBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
+        HookBuilder, HooksBuilder, LinuxBuilder, MountBuilder, ProcessBuilder, RootBuilder,
+        SpecBuilder,
     };
 
     use super::*;
@@ -563,6 +702,89 @@ mod tests {
             let linux = spec.linux().as_ref().unwrap();
             assert_eq!(linux.rootfs_propagation().as_deref(), plain, "{given:?}");
         }
+    }
+
+    #[test]
+    fn mount_propagation_options_are_read_in_the_specs_order() {
+        let mount = |destination: &str, options: &[&str]| {
+            MountBuilder::default()
+                .destination(destination)
+                .typ("bind")
+                .source("/host")
+                .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+                .build()
+                .unwrap()
+        };
+        let mut spec = SpecBuilder::default().build().unwrap();
+        spec.set_mounts(Some(vec![
+            mount("/a", &["rbind", "rprivate", "ro"]),
+            mount("/b", &["bind", "slave"]),
+            mount("c", &["rbind", "rshared", "unbindable"]),
+            mount("/d", &["rbind", "rw"]),
+            mount("/e", &["rslave", "runbindable", "private", "shared"]),
+        ]));
+        let p = |d: &str, flags: MsFlags| Propagation {
+            destination: d.into(),
+            flags,
+        };
+        use MsFlags as F;
+        assert_eq!(
+            mount_propagation(&spec),
+            vec![
+                p("/a", F::MS_PRIVATE | F::MS_REC),
+                p("/b", F::MS_SLAVE),
+                p("/c", F::MS_SHARED | F::MS_REC),
+                p("/c", F::MS_UNBINDABLE),
+                p("/e", F::MS_SLAVE | F::MS_REC),
+                p("/e", F::MS_UNBINDABLE | F::MS_REC),
+                p("/e", F::MS_PRIVATE),
+                p("/e", F::MS_SHARED),
+            ]
+        );
+        // The default spec's mounts carry none.
+        assert!(mount_propagation(&SpecBuilder::default().build().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn an_exec_without_no_new_privileges_holds_sys_admin_only_to_load_its_filter() {
+        use libcontainer::oci_spec::runtime::LinuxCapabilitiesBuilder;
+        let chown: Capabilities = [Capability::Chown].into();
+        let with_admin: Capabilities = [Capability::Chown, Capability::SysAdmin].into();
+        let process = |nnp: Option<bool>| {
+            let mut p = ProcessBuilder::default()
+                .capabilities(
+                    LinuxCapabilitiesBuilder::default()
+                        .bounding(chown.clone())
+                        .effective(chown.clone())
+                        .permitted(chown.clone())
+                        .inheritable(chown.clone())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            p.set_no_new_privileges(nnp);
+            p
+        };
+        for nnp in [None, Some(false)] {
+            let mut p = process(nnp);
+            assert!(sys_admin_until_loaded(&mut p));
+            let caps = p.capabilities().as_ref().unwrap();
+            assert_eq!(caps.effective().as_ref(), Some(&with_admin));
+            assert_eq!(caps.permitted().as_ref(), Some(&with_admin));
+            assert_eq!(
+                caps.bounding().as_ref(),
+                Some(&chown),
+                "execve cannot keep it"
+            );
+            assert_eq!(caps.inheritable().as_ref(), Some(&chown));
+        }
+        let mut p = process(Some(true));
+        assert!(!sys_admin_until_loaded(&mut p));
+        assert_eq!(p, process(Some(true)));
+        let mut p = process(None);
+        p.set_capabilities(None);
+        assert!(!sys_admin_until_loaded(&mut p), "all the runtime's");
     }
 
     #[test]

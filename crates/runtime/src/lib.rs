@@ -3,7 +3,9 @@
 //! `create`, `start`, `state`, `kill`, `delete`, `exec`, `update` and the global `--root`, `--log`,
 //! `--log-format` — with runc's semantics and exit codes, on youki's `libcontainer`.
 //!
-//! It owns one short-lived process per command and nothing else: no daemon, no threads.
+//! It owns one short-lived process per command and nothing else: no daemon, and no
+//! threads but one `create` starts once libcontainer is done, to set the mounts'
+//! propagation in the container.
 //! `libcontainer` changes the working directory process-wide and forks with raw `clone3`,
 //! so [`main`] must be entered before anything in the process could have started a thread
 //! (the binary dispatches here first thing in `main`). It never builds specs (the bundle's
@@ -103,6 +105,23 @@ pub enum Error {
         /// The error.
         #[source]
         source: nix::Error,
+    },
+    /// A mount's propagation option could not be applied.
+    #[error("setting the propagation of mount {}: {source}", destination.display())]
+    Propagation {
+        /// The mount's destination in the container.
+        destination: PathBuf,
+        /// The error.
+        #[source]
+        source: nix::Error,
+    },
+    /// An operation failed, and so did undoing what it had made.
+    #[error("{error} (and removing the container failed: {cleanup})")]
+    Rollback {
+        /// The operation's error.
+        error: Box<Error>,
+        /// The clean-up's error.
+        cleanup: Box<Error>,
     },
     /// libseccomp failed compiling the container's seccomp profile.
     #[error("{context}: {source}")]

@@ -53,6 +53,22 @@ impl Filter {
         peapod_sys::seccomp_set_mode_filter(&self.program, self.flags)
             .map_err(|e| format!("loading the seccomp filter: {e}"))
     }
+
+    /// Installs the filter on a process without no_new_privileges that holds
+    /// CAP_SYS_ADMIN only for this (in its effective and permitted sets, not in its
+    /// bounding set), and drops it once the filter is loaded: the effect of runc loading a
+    /// profile before it drops the process's capabilities.
+    pub fn load_then_drop_sys_admin(&self) -> Result<(), String> {
+        use caps::{CapSet, Capability};
+        peapod_sys::seccomp_set_mode_filter(&self.program, self.flags)
+            .map_err(|e| format!("loading the seccomp filter: {e}"))?;
+        for set in [CapSet::Effective, CapSet::Permitted] {
+            caps::drop(None, set, Capability::CAP_SYS_ADMIN).map_err(|e| {
+                format!("dropping CAP_SYS_ADMIN after loading the seccomp filter: {e}")
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The profile a process of this spec can get from a cached filter, or None where

@@ -22,6 +22,10 @@ pub struct Workload {
     /// libcontainer builds the process's spec without the container's profile, where runc
     /// applies it to every process of the container.
     pub seccomp: Option<Filter>,
+    /// The process was given CAP_SYS_ADMIN to load the filter without no_new_privileges
+    /// (an `exec` whose process has it neither); it is dropped once the filter is loaded
+    /// ([`Filter::load_then_drop_sys_admin`]).
+    pub sys_admin_for_seccomp: bool,
 }
 
 /// Why a program cannot be run.
@@ -103,9 +107,12 @@ fn path_var(spec: &Spec) -> Option<String> {
 impl Executor for Workload {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         if let Some(filter) = &self.seccomp {
-            filter
-                .load()
-                .map_err(ExecutorValidationError::ArgValidationError)?;
+            if self.sys_admin_for_seccomp {
+                filter.load_then_drop_sys_admin()
+            } else {
+                filter.load()
+            }
+            .map_err(ExecutorValidationError::ArgValidationError)?;
         }
         let args = args(spec).ok_or_else(|| {
             ExecutorValidationError::ArgValidationError("process.args must not be empty".into())
