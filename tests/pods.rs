@@ -672,9 +672,24 @@ fn apply_wait_returns_once_running_or_fails() {
     let failing = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dies\nspec:\n  restartPolicy: Never\n  initContainers:\n  - name: i\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"false\"]\n  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n";
     let (_, err) = p.fails(&["apply", "--wait", "-f", &manifest(&p, "dies.yaml", failing)]);
     assert!(err.contains("pod dies failed: Init:Error"), "{err}");
-    for pod in ["two-containers", "nope", "dies"] {
-        p.ok(&["delete", "pod", pod, "--now"]);
-    }
+    // `delete pods --all`, as kubectl: every pod of the namespace, each named.
+    let (code, err) = p.fails(&["delete", "pod", "dies", "--all"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--all takes one resource type"), "{err}");
+    let out = p.ok(&["delete", "pods", "--all", "--grace-period", "0"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "pod \"dies\" deleted",
+            "pod \"nope\" deleted",
+            "pod \"two-containers\" deleted"
+        ]
+    );
+    let o = p.run(&["delete", "pods", "--all"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No resources found"));
     assert_no_leftovers(&p);
 }
 

@@ -2,7 +2,9 @@
 //! upper and work directories.
 //!
 //! It mounts and unmounts only the target it is given and creates only the directories it
-//! is given (plus an empty lower directory beside `work` for images without layers).
+//! is given (plus an empty lower directory beside `work` for images without layers, and a
+//! `lower/` directory of short links to the layers beside `upper`, which keep the mount's
+//! options short).
 
 use std::fs;
 use std::io;
@@ -77,23 +79,49 @@ pub fn mount(
     } else {
         layers.iter().rev().cloned().collect()
     };
-    let mut lower_strs = Vec::with_capacity(lowers.len());
-    for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+    // Short options: every mountinfo read on the host (every runtime create reads it
+    // several times) prints each overlay's options, so with many pods their length is what
+    // reading mountinfo costs. Each lower dir gets a symlink `lower/<n>` beside `upper`, and
+    // the mount is made from that directory with relative paths (as Docker's overlay2 uses
+    // short links): about 50 bytes of options instead of 300 or more.
+    let base = upper.parent().filter(|b| work.parent() == Some(*b));
+    let mut names: Vec<PathBuf> = Vec::with_capacity(lowers.len() + 2);
+    match base {
+        Some(base) => {
+            let links = base.join("lower");
+            peapod_store::create_dir_all(&links)?;
+            for (i, lower) in lowers.iter().enumerate() {
+                let link = links.join(i.to_string());
+                if fs::read_link(&link).ok().as_deref() != Some(lower.as_path()) {
+                    let _ = fs::remove_file(&link);
+                    std::os::unix::fs::symlink(lower, &link)
+                        .map_err(|e| IoError::new("symlink", &link, e))?;
+                }
+                names.push(PathBuf::from(format!("lower/{i}")));
+            }
+            for d in [upper, work] {
+                names.push(d.file_name().map(PathBuf::from).unwrap_or_default());
+            }
+        }
+        None => names.extend(lowers.iter().cloned().chain([upper.into(), work.into()])),
+    }
+    let mut strs = Vec::with_capacity(names.len());
+    for (p, shown) in names
+        .iter()
+        .zip(lowers.iter().map(PathBuf::as_path).chain([upper, work]))
+    {
         let s = p
             .to_str()
-            .ok_or_else(|| RootfsError::UnusablePath(p.to_owned()))?;
+            .ok_or_else(|| RootfsError::UnusablePath(shown.to_owned()))?;
         if s.contains([',', ':', '\n']) {
-            return Err(RootfsError::UnusablePath(p.to_owned()));
+            return Err(RootfsError::UnusablePath(shown.to_owned()));
         }
-        lower_strs.push(s);
+        strs.push(s);
     }
-    let (upper_s, work_s) = (
-        lower_strs[lower_strs.len() - 2],
-        lower_strs[lower_strs.len() - 1],
-    );
+    let (upper_s, work_s) = (strs[strs.len() - 2], strs[strs.len() - 1]);
     let mut data = format!(
         "lowerdir={},upperdir={upper_s},workdir={work_s}",
-        lower_strs[..lower_strs.len() - 2].join(":")
+        strs[..strs.len() - 2].join(":")
     );
     // With the inodes index on, overlayfs refuses a lower dir used by another mount with a
     // different upper: layers are shared by every container, so turn it off (as Docker).
@@ -107,14 +135,34 @@ pub fn mount(
             max: MAX_MOUNT_DATA,
         });
     }
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| IoError::new("mount overlay", target, e.into()))?;
+    let target_abs = std::path::absolute(target).map_err(|e| IoError::new("resolve", target, e))?;
+    let mount = || {
+        if let Some(base) = base {
+            // Relative paths resolve from this thread's own working directory, changed
+            // without touching the rest of the process (which may run other threads).
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                .map_err(|e| IoError::new("unshare CLONE_FS for", base, e.into()))?;
+            std::env::set_current_dir(base).map_err(|e| IoError::new("chdir", base, e))?;
+        }
+        nix::mount::mount(
+            Some("overlay"),
+            &target_abs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| IoError::new("mount overlay", target, e.into()))
+    };
+    std::thread::scope(|scope| match base {
+        Some(_) => scope.spawn(mount).join().unwrap_or_else(|_| {
+            Err(IoError::new(
+                "mount overlay",
+                target,
+                io::Error::other("mount thread panicked"),
+            ))
+        }),
+        None => mount(),
+    })?;
     Ok(())
 }
 

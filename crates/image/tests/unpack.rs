@@ -261,6 +261,17 @@ fn overlay_of_two_layers_hides_whiteouts_and_opaque_dir_content() {
         rootfs::mounted_fstype(&target).unwrap().as_deref(),
         Some("overlay")
     );
+    // The options name the layers through short links beside upper, top-most first.
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == target.to_str())
+        .expect("the rootfs in mountinfo");
+    assert!(
+        line.contains("lowerdir=lower/0:lower/1,upperdir=upper,workdir=work"),
+        "{line}"
+    );
+    assert_eq!(fs::read_link(c.join("lower/0")).unwrap(), dirs[1]);
     assert!(!target.join("gone").exists(), "whited-out file is gone");
     assert_eq!(fs::read(target.join("kept")).unwrap(), b"kept");
     assert!(

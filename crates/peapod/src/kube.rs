@@ -467,18 +467,33 @@ pub fn describe(
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// `delete pod|configmap|secret NAME...` or `delete -f FILE` (every kind in it): returns
-/// once every resource is gone.
+/// What `delete` is asked to delete: `TYPE NAME...`, `TYPE --all`, or `-f FILE...`.
+pub struct DeleteTargets<'a> {
+    /// The resource type and names.
+    pub args: &'a [String],
+    /// Manifest files or directories.
+    pub files: &'a [String],
+    /// Every resource of the type in the namespace.
+    pub all: bool,
+}
+
+/// `delete pod|configmap|secret NAME...`, `delete TYPE --all` or `delete -f FILE` (every
+/// kind in it): returns once every resource is gone.
 pub fn delete(
     engine: &Engine,
-    args: &[String],
-    files: &[String],
+    what: &DeleteTargets<'_>,
     namespace: &str,
     grace: Option<i64>,
     ignore_not_found: bool,
     out: &mut impl Write,
 ) -> Result<i32> {
+    let DeleteTargets { args, files, all } = *what;
     let mut targets: Vec<(Resource, String, String)> = Vec::new();
+    if all && (!files.is_empty() || args.len() != 1 || args[0].contains('/')) {
+        bail!(user_error(
+            "--all takes one resource type and no names or files: peapod delete pods --all"
+        ));
+    }
     if !files.is_empty() {
         for (_, text) in read_manifests(files)? {
             for object in
@@ -507,6 +522,30 @@ pub fn delete(
         };
         let kind = resource_of(&resource)?;
         names.extend(rest.iter().cloned());
+        if all {
+            names = match kind {
+                Resource::Pods => engine
+                    .list_pods(Some(namespace))?
+                    .into_iter()
+                    .filter(|v| v.pod.metadata.deletion_timestamp.is_none())
+                    .filter_map(|v| v.pod.metadata.name)
+                    .collect(),
+                Resource::ConfigMaps => engine
+                    .list_objects::<ConfigMap>(Some(namespace))?
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect(),
+                Resource::Secrets => engine
+                    .list_objects::<Secret>(Some(namespace))?
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect(),
+            };
+            if names.is_empty() {
+                eprintln!("No resources found in {namespace} namespace.");
+                return Ok(0);
+            }
+        }
         if names.is_empty() {
             bail!(user_error(
                 "resource(s) were provided, but no name was specified"

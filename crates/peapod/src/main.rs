@@ -118,6 +118,9 @@ enum Cmd {
         /// Ignore pods that do not exist.
         #[arg(long)]
         ignore_not_found: bool,
+        /// Every resource of the given type in the namespace.
+        #[arg(long)]
+        all: bool,
     },
     /// Start stopped containers.
     Start {
@@ -602,6 +605,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             now,
             force,
             ignore_not_found,
+            all,
         } => {
             let grace = if now {
                 Some(1)
@@ -612,8 +616,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             kube::delete(
                 &engine,
-                &args,
-                &files,
+                &kube::DeleteTargets {
+                    args: &args,
+                    files: &files,
+                    all,
+                },
                 &namespace,
                 grace,
                 ignore_not_found,
