@@ -850,3 +850,66 @@ spec:
     p.ok(&["delete", "pod", "downward", "--now"]);
     assert_no_leftovers(&p);
 }
+
+/// The command lines of the processes whose arguments name `needle`.
+fn cmdlines_naming(needle: &str) -> Vec<Vec<String>> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|argv| argv.iter().any(|a| a.contains(needle)))
+        .collect()
+}
+
+/// The pod's infra is the small `peapod-infra` installed beside peapod; a peapod installed
+/// without it runs its own `peapod infra` instead, and the pod works the same.
+#[test]
+fn the_infra_is_peapod_infra_or_peapod_itself() {
+    let p = Peapod::new();
+    let netns_dir = p.root.join("run/netns");
+    let netns_dir = netns_dir.to_str().unwrap();
+    let file = manifest(&p, "two.yaml", &example("two-containers.yaml"));
+    p.ok(&["apply", "--wait", "-f", &file]);
+    let infra = cmdlines_naming(netns_dir);
+    assert_eq!(infra.len(), 1, "{infra:?}");
+    assert!(infra[0][0].ends_with("/peapod-infra"), "{infra:?}");
+    p.ok(&["delete", "pod", "two-containers", "--now"]);
+
+    // peapod alone in a directory (a hard link: /proc/self/exe names the link's path).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alone = dir.join("peapod");
+    let _ = std::fs::remove_file(&alone);
+    std::fs::hard_link(env!("CARGO_BIN_EXE_peapod"), &alone).unwrap();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(dir);
+    let out = std::process::Command::new(&alone)
+        .arg("--root")
+        .arg(&p.root)
+        .args(["apply", "--wait", "-f", &file])
+        .env_remove("PEAPOD_ROOT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_pod(&p, "two-containers", "2/2", "Running");
+    let infra = cmdlines_naming(netns_dir);
+    assert_eq!(infra.len(), 1, "{infra:?}");
+    assert_eq!(infra[0][1], "infra", "{infra:?}");
+    p.ok(&["delete", "pod", "two-containers", "--now"]);
+    assert_no_leftovers(&p);
+}
