@@ -716,12 +716,21 @@ pub fn wait_running(
             )
         })
         .collect();
+    // Each pod is found once; then only its own records are read, every 2 ms.
+    let mut pending = Vec::new();
+    for (ns, name) in targets {
+        let uid = engine
+            .find_pod_uid(&ns, &name)?
+            .ok_or_else(|| user_error(format!("pods \"{name}\" not found")))?;
+        pending.push((uid, name));
+    }
     let start = std::time::Instant::now();
-    let mut pending = targets;
     while !pending.is_empty() {
         let mut still = Vec::new();
-        for (ns, name) in pending {
-            let view = engine.find_pod(&ns, &name)?;
+        for (uid, name) in pending {
+            let view = engine
+                .pod_view(&uid)
+                .with_context(|| format!("waiting for pod {name}"))?;
             let status = view.pod.status.clone().unwrap_or_default();
             if status.phase.as_deref() == Some("Failed") {
                 bail!(user_error(format!(
@@ -746,7 +755,7 @@ pub fn wait_running(
                 bail!(user_error(format!("pod {name} cannot start: {reason}")));
             }
             if running < want || want == 0 {
-                still.push((ns, name));
+                still.push((uid, name));
             }
         }
         pending = still;

@@ -177,14 +177,56 @@ impl Engine {
 
     /// A pod by namespace and name; only its status is computed.
     pub fn find_pod(&self, namespace: &str, name: &str) -> Result<PodView> {
-        let found = self.stored_pods()?.into_iter().find(|(_, pod)| {
-            pod.metadata.name.as_deref() == Some(name)
-                && pod.metadata.namespace.as_deref().unwrap_or("default") == namespace
-        });
-        match found {
-            Some((uid, pod)) => self.view(pod, &uid, &mut None),
+        match self.find_pod_uid(namespace, name)? {
+            Some(uid) => self.pod_view(&uid),
             None => Err(user_error(format!("pods \"{name}\" not found"))),
         }
+    }
+
+    /// The uid of the pod `namespace/name`: only the names of the stored pods are decoded
+    /// (a command that names one pod need not build every pod of the host).
+    pub fn find_pod_uid(&self, namespace: &str, name: &str) -> Result<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            metadata: NamedMeta,
+        }
+        #[derive(serde::Deserialize)]
+        struct NamedMeta {
+            name: Option<String>,
+            namespace: Option<String>,
+        }
+        let dir = self.pods_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in entries.flatten() {
+            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if uid.starts_with('.') {
+                continue;
+            }
+            let Some(head) = peapod_store::read_json::<Named>(&entry.path().join("pod.json"))?
+            else {
+                continue;
+            };
+            if head.metadata.name.as_deref() == Some(name)
+                && head.metadata.namespace.as_deref().unwrap_or("default") == namespace
+            {
+                return Ok(Some(uid));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The pod with uid `uid`, its status computed now.
+    pub fn pod_view(&self, uid: &str) -> Result<PodView> {
+        let pod = self
+            .stored_pod(uid)?
+            .ok_or_else(|| user_error(format!("pod {uid} not found")))?;
+        self.view(pod, uid, &mut None)
     }
 
     /// The pod with its status: what the monitor observed, corrected by what is true now
