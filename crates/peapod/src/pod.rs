@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use peapod_api::status::{ObservedPod, ObservedState};
@@ -322,53 +322,66 @@ impl Engine {
 
     /// Records an event for a pod (count-merged with the previous identical one).
     pub fn record_event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) -> Result<()> {
+        self.record_events(pod, &[PodEvent::now(kind, reason, message)])
+    }
+
+    /// Records events for a pod, in order, with one read and one write of its events file
+    /// (each count-merged with the previous identical one).
+    pub fn record_events(&self, pod: &Pod, new: &[PodEvent]) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let path = self.pod_dir(&uid).join("events.json");
         let _lock = Lock::exclusive(&self.pod_dir(&uid).join("events.lock"))?;
         let mut events: Vec<Event> = peapod_store::read_json(&path)?.unwrap_or_default();
-        let now = k8s_time(Utc::now());
-        if let Some(last) = events.last_mut() {
-            if last.reason.as_deref() == Some(reason) && last.message.as_deref() == Some(message) {
-                last.count = Some(last.count.unwrap_or(1) + 1);
-                last.last_timestamp = Some(now);
-                return Ok(peapod_store::replace_json(&path, &events)?);
-            }
-        }
         let name = pod.metadata.name.clone().unwrap_or_default();
         let namespace = pod
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        events.push(Event {
-            metadata: ObjectMeta {
-                name: Some(format!(
-                    "{name}.{:x}",
-                    Utc::now().timestamp_nanos_opt().unwrap_or_default()
-                )),
-                namespace: Some(namespace.clone()),
+        for e in new {
+            let now = k8s_time(e.at);
+            if let Some(last) = events.last_mut() {
+                if last.reason.as_deref() == Some(e.reason.as_str())
+                    && last.message.as_deref() == Some(e.message.as_str())
+                {
+                    last.count = Some(last.count.unwrap_or(1) + 1);
+                    last.last_timestamp = Some(now);
+                    continue;
+                }
+            }
+            events.push(Event {
+                metadata: ObjectMeta {
+                    name: Some(format!(
+                        "{name}.{:x}",
+                        e.at.timestamp_nanos_opt().unwrap_or_default()
+                    )),
+                    namespace: Some(namespace.clone()),
+                    ..Default::default()
+                },
+                involved_object: ObjectReference {
+                    kind: Some("Pod".into()),
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    uid: Some(uid.clone()),
+                    api_version: Some("v1".into()),
+                    ..Default::default()
+                },
+                reason: Some(e.reason.clone()),
+                message: Some(e.message.clone()),
+                type_: Some(e.kind.clone()),
+                count: Some(1),
+                first_timestamp: Some(now.clone()),
+                last_timestamp: Some(now),
+                source: Some(EventSource {
+                    component: Some("peapod".into()),
+                    host: None,
+                }),
                 ..Default::default()
-            },
-            involved_object: ObjectReference {
-                kind: Some("Pod".into()),
-                name: Some(name),
-                namespace: Some(namespace),
-                uid: Some(uid),
-                api_version: Some("v1".into()),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            type_: Some(kind.into()),
-            count: Some(1),
-            first_timestamp: Some(now.clone()),
-            last_timestamp: Some(now),
-            source: Some(EventSource {
-                component: Some("peapod".into()),
-                host: None,
-            }),
-            ..Default::default()
-        });
+            });
+        }
         Ok(peapod_store::replace_json(&path, &events)?)
     }
 
@@ -742,4 +755,91 @@ pub fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf> {
         bail!("subPath {sub:?} escapes its volume through a symlink");
     }
     Ok(real)
+}
+
+/// An event to record for a pod: type (`Normal`, `Warning`), reason, message and when.
+#[derive(Debug, Clone)]
+pub struct PodEvent {
+    /// `Normal` or `Warning`.
+    pub kind: String,
+    /// The reason (`Created`, `BackOff`, ...).
+    pub reason: String,
+    /// The message.
+    pub message: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+impl PodEvent {
+    /// An event happening now.
+    pub fn now(kind: &str, reason: &str, message: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            reason: reason.into(),
+            message: message.into(),
+            at: Utc::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_events_is_one_write_in_order_and_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(Some(dir.path().to_path_buf()), None).unwrap();
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        fs::create_dir_all(engine.pod_dir("u1")).unwrap();
+        engine
+            .record_event(&pod, "Normal", "Scheduled", "Assigned")
+            .unwrap();
+        // An hour before the write (whole seconds: that is what the record keeps).
+        let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+        let batch = [
+            PodEvent::now("Normal", "Pulled", "present"),
+            PodEvent::now("Normal", "Created", "a"),
+            PodEvent::now("Normal", "Created", "a"),
+            PodEvent {
+                at: t0,
+                ..PodEvent::now("Warning", "BackOff", "back-off")
+            },
+        ];
+        engine.record_events(&pod, &batch).unwrap();
+        let events = engine.pod_events("u1").unwrap();
+        let got: Vec<(&str, &str, i32)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.type_.as_deref().unwrap(),
+                    e.reason.as_deref().unwrap(),
+                    e.count.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Normal", "Scheduled", 1),
+                ("Normal", "Pulled", 1),
+                ("Normal", "Created", 2),
+                ("Warning", "BackOff", 1)
+            ]
+        );
+        // Each keeps the time it happened, not the time of the write.
+        assert_eq!(events[3].first_timestamp, Some(k8s_time(t0)));
+        assert_eq!(
+            events[3].involved_object.name.as_deref(),
+            Some("web"),
+            "names the pod"
+        );
+    }
 }

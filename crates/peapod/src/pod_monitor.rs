@@ -126,6 +126,8 @@ struct PodMonitor<'a> {
     next_job: u64,
     /// Containers that exited and are yet to be deleted from the runtime.
     exited: Vec<ContainerConfig>,
+    /// Events not yet written (see `event`).
+    events: std::cell::RefCell<Vec<crate::pod::PodEvent>>,
     /// Network checks report here and write a byte to `wake_tx` so that poll returns.
     results_tx: mpsc::Sender<(u64, ProbeOutcome)>,
     results_rx: mpsc::Receiver<(u64, ProbeOutcome)>,
@@ -339,6 +341,7 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         jobs: BTreeMap::new(),
         next_job: 0,
         exited: Vec::new(),
+        events: Default::default(),
         results_tx,
         results_rx,
         wake_rx,
@@ -401,8 +404,17 @@ fn log_tail(path: &std::path::Path) -> String {
 }
 
 impl PodMonitor<'_> {
+    /// Records an event: kept until the loop's next save (`flush_events`), so the events of
+    /// one step (a pod's start makes six or more) cost one write of the events file.
     fn event(&self, kind: &str, reason: &str, message: &str) {
-        let _ = self.engine.record_event(&self.pod, kind, reason, message);
+        self.events
+            .borrow_mut()
+            .push(crate::pod::PodEvent::now(kind, reason, message));
+    }
+
+    fn flush_events(&self) {
+        let events = std::mem::take(&mut *self.events.borrow_mut());
+        let _ = self.engine.record_events(&self.pod, &events);
     }
 
     fn pod_name(&self) -> String {
@@ -506,6 +518,7 @@ impl PodMonitor<'_> {
     }
 
     fn save_observed(&mut self) -> Result<()> {
+        self.flush_events();
         self.observed.containers = self.observed_containers();
         peapod_store::replace_json(
             &self.engine.pod_dir(&self.uid).join("observed.json"),
@@ -516,6 +529,7 @@ impl PodMonitor<'_> {
 
     /// Writes `observed.json` only when something a reader can see changed.
     fn save_observed_if_changed(&mut self, saved: &mut Option<ObservedPod>) -> Result<()> {
+        self.flush_events();
         self.observed.containers = self.observed_containers();
         if saved.as_ref() != Some(&self.observed) {
             self.save_observed()?;
@@ -889,6 +903,8 @@ impl PodMonitor<'_> {
                 "Pulling",
                 &format!("Pulling image \"{image_name}\""),
             );
+            // A pull can take long: `describe` shows it now, not once it is done.
+            self.flush_events();
             let started = Instant::now();
             let pulled = images
                 .pull(
