@@ -3,11 +3,14 @@
 //! selection for `exec`/`logs`, with kubectl's wording.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use peapod_api::decode::Object;
 
 use crate::engine::{user_error, Container, Engine};
@@ -716,12 +719,19 @@ pub fn wait_running(
             )
         })
         .collect();
-    // Each pod is found once; then only its own records are read, every 2 ms.
+    // Each pod is found once; then only its own records are read, each time its monitor
+    // replaces one (inotify on the pod's directory), at least every WAIT_POLL_MS.
+    let changes = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
     let mut pending = Vec::new();
     for (ns, name) in targets {
         let uid = engine
             .find_pod_uid(&ns, &name)?
             .ok_or_else(|| user_error(format!("pods \"{name}\" not found")))?;
+        if let Some(changes) = &changes {
+            // Records are replaced by rename (closing a file opened for writing would also
+            // be this command's own lock checks).
+            let _ = changes.add_watch(&engine.pod_dir(&uid), AddWatchFlags::IN_MOVED_TO);
+        }
         pending.push((uid, name));
     }
     let start = std::time::Instant::now();
@@ -768,7 +778,17 @@ pub fn wait_running(
                 pending.iter().map(|p| &p.1).collect::<Vec<_>>()
             )));
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        match &changes {
+            Some(changes) => {
+                let mut fds = [PollFd::new(changes.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(WAIT_POLL_MS));
+                let _ = changes.read_events();
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
     }
     Ok(0)
 }
+
+/// The longest `apply --wait` goes without looking at its pods (when no change was seen).
+const WAIT_POLL_MS: u16 = 50;
