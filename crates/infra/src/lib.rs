@@ -12,16 +12,21 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+
+/// How long the pid namespace's init may take to report (as the infra itself is given).
+const PID1_REPORT_MS: u16 = 30_000;
 
 /// Sets the namespaces up, reports `ok [PID]` (or `error: …`) on stdout, then waits for a
 /// signal. With `share_pid` the pod gets a pid namespace whose init is a second infra
@@ -165,8 +170,11 @@ fn start_pid1(argv: &[&str]) -> Result<i32> {
         .context("starting the pod's pid namespace init")?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        // The init reports at once or dies (end of file): no timeout needed.
-        BufReader::new(out).read_line(&mut line).ok();
+        // It reports at once or dies (end of file); a hung one is given up on.
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+        if matches!(poll(&mut fds, PollTimeout::from(PID1_REPORT_MS)), Ok(n) if n > 0) {
+            BufReader::new(out).read_line(&mut line).ok();
+        }
     }
     if line.trim_end() != "ok" {
         let _ = child.kill();

@@ -888,20 +888,8 @@ impl Engine {
 
     /// Every CRI sandbox.
     pub fn cri_sandboxes(&self) -> Result<Vec<SandboxView>> {
-        let dir = self.pods_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if uid.starts_with('.') {
-                continue;
-            }
+        for uid in self.pod_uids()? {
             if let Some(v) = self.cri_sandbox_at(&uid)? {
                 out.push(v);
             }
@@ -1229,17 +1217,9 @@ impl Engine {
     /// Every CRI sandbox record with its engine pod uid (nothing else is read).
     fn cri_records(&self) -> Result<Vec<(String, CriSandbox)>> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.pods_dir()) else {
-            return Ok(out);
-        };
-        for entry in rd.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if uid.starts_with('.') {
-                continue;
-            }
-            if let Some(r) = peapod_store::read_json::<CriSandbox>(&entry.path().join(CRI_RECORD))?
+        for uid in self.pod_uids()? {
+            if let Some(r) =
+                peapod_store::read_json::<CriSandbox>(&self.pod_dir(&uid).join(CRI_RECORD))?
             {
                 out.push((uid, r));
             }

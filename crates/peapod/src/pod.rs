@@ -137,22 +137,25 @@ impl Engine {
         )?)
     }
 
-    /// Every stored pod manifest with its uid (nothing else is read).
-    fn stored_pods(&self) -> Result<Vec<(String, Pod)>> {
+    /// The uids of the pod directories (not the dot-named ones being made or removed).
+    pub fn pod_uids(&self) -> Result<Vec<String>> {
         let dir = self.pods_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
         };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|uid| !uid.starts_with('.'))
+            .collect())
+    }
+
+    /// Every stored pod manifest with its uid (nothing else is read).
+    fn stored_pods(&self) -> Result<Vec<(String, Pod)>> {
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if uid.starts_with('.') {
-                continue;
-            }
+        for uid in self.pod_uids()? {
             if let Some(pod) = self.stored_pod(&uid)? {
                 out.push((uid, pod));
             }
@@ -195,20 +198,9 @@ impl Engine {
             name: Option<String>,
             namespace: Option<String>,
         }
-        let dir = self.pods_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-        };
-        for entry in entries.flatten() {
-            let Some(uid) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if uid.starts_with('.') {
-                continue;
-            }
-            let Some(head) = peapod_store::read_json::<Named>(&entry.path().join("pod.json"))?
+        for uid in self.pod_uids()? {
+            let Some(head) =
+                peapod_store::read_json::<Named>(&self.pod_dir(&uid).join("pod.json"))?
             else {
                 continue;
             };

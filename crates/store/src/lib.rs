@@ -1,5 +1,6 @@
 //! Durable, crash-safe state on disk: the paths every other crate derives from one root,
-//! atomic file replacement (temp, fsync, rename, fsync dir), advisory locks and ids.
+//! atomic file replacement (temp, rename; durable ones with fsync of the file and the
+//! directory), advisory locks and ids.
 //!
 //! This crate owns no domain logic: it never starts processes, mounts or touches the network.
 
