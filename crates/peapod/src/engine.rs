@@ -105,6 +105,11 @@ pub struct Engine {
     pub config: Config,
     /// `--runtime` given on the command line.
     pub runtime_override: Option<String>,
+    /// When set (`apply --wait`), the pod monitors this process starts keep reporting
+    /// (`--report-changes`: a line on their stdout each time their pod's records change)
+    /// and their pipes are kept here by pod uid, so that the wait needs no inotify watch
+    /// (whose teardown at exit waits for an SRCU grace period: 7-17 ms).
+    pub monitor_reports: Option<std::sync::Mutex<Vec<(String, std::process::ChildStdout)>>>,
 }
 
 impl Engine {
@@ -120,6 +125,7 @@ impl Engine {
             root,
             config,
             runtime_override,
+            monitor_reports: None,
         })
     }
 
@@ -1047,10 +1053,20 @@ pub const MONITOR_REPORT_LIMIT: Duration = Duration::from_secs(120);
 /// A child that does not report in time is killed, so no caller waits without a bound.
 /// An empty string means the child exited without reporting.
 pub fn read_report(child: &mut std::process::Child, what: &str, limit: Duration) -> Result<String> {
+    let mut stdout = child.stdout.take().expect("the child's stdout is piped");
+    read_report_on(child, &mut stdout, what, limit)
+}
+
+/// `read_report` from a pipe taken from the child, for a caller that keeps reading it.
+pub fn read_report_on(
+    child: &mut std::process::Child,
+    stdout: &mut std::process::ChildStdout,
+    what: &str,
+    limit: Duration,
+) -> Result<String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::io::Read;
     use std::os::fd::AsFd;
-    let mut stdout = child.stdout.take().expect("the child's stdout is piped");
     let deadline = Instant::now() + limit;
     let mut line = Vec::new();
     let mut chunk = [0u8; 512];

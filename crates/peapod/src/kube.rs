@@ -720,21 +720,37 @@ pub fn wait_running(
         })
         .collect();
     // Each pod is found once; then only its own records are read, each time its monitor
-    // replaces one (inotify on the pod's directory), at least every WAIT_POLL_MS.
-    let changes = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+    // says they changed (on the pipe of a monitor this command started) or replaces one
+    // (inotify on the pod's directory, for the other pods), at least every WAIT_POLL_MS.
+    let mut reports: Vec<(String, std::process::ChildStdout)> = engine
+        .monitor_reports
+        .as_ref()
+        .map(|r| std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner())))
+        .unwrap_or_default();
+    // Made only for pods without a pipe: its teardown at exit waits for a grace period.
+    let mut changes: Option<Inotify> = None;
+    fn watch(changes: &mut Option<Inotify>, dir: &std::path::Path) {
+        if changes.is_none() {
+            *changes = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+        }
+        if let Some(changes) = changes {
+            // Records are replaced by rename (closing a file opened for writing would also
+            // be this command's own lock checks).
+            let _ = changes.add_watch(dir, AddWatchFlags::IN_MOVED_TO);
+        }
+    }
     let mut pending = Vec::new();
     for (ns, name) in targets {
         let uid = engine
             .find_pod_uid(&ns, &name)?
             .ok_or_else(|| user_error(format!("pods \"{name}\" not found")))?;
-        if let Some(changes) = &changes {
-            // Records are replaced by rename (closing a file opened for writing would also
-            // be this command's own lock checks).
-            let _ = changes.add_watch(&engine.pod_dir(&uid), AddWatchFlags::IN_MOVED_TO);
+        if !reports.iter().any(|(u, _)| *u == uid) {
+            watch(&mut changes, &engine.pod_dir(&uid));
         }
         pending.push((uid, name));
     }
     let start = std::time::Instant::now();
+    let mut buf = [0u8; 512];
     while !pending.is_empty() {
         let mut still = Vec::new();
         for (uid, name) in pending {
@@ -778,13 +794,31 @@ pub fn wait_running(
                 pending.iter().map(|p| &p.1).collect::<Vec<_>>()
             )));
         }
-        match &changes {
-            Some(changes) => {
-                let mut fds = [PollFd::new(changes.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(WAIT_POLL_MS));
-                let _ = changes.read_events();
+        reports.retain(|(uid, _)| pending.iter().any(|(u, _)| u == uid));
+        let mut fds: Vec<PollFd> = reports
+            .iter()
+            .map(|(_, pipe)| PollFd::new(pipe.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if let Some(changes) = &changes {
+            fds.push(PollFd::new(changes.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, PollTimeout::from(WAIT_POLL_MS));
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if let Some(changes) = &changes {
+            let _ = changes.read_events();
+        }
+        // A pipe at its end (the monitor let go of it, or died): that pod is watched the
+        // other way from now on.
+        let mut ended = Vec::new();
+        for (i, (uid, pipe)) in reports.iter_mut().enumerate() {
+            if ready[i] && matches!(std::io::Read::read(pipe, &mut buf), Ok(0) | Err(_)) {
+                ended.push(i);
+                watch(&mut changes, &engine.pod_dir(uid));
             }
-            None => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+        for i in ended.into_iter().rev() {
+            reports.remove(i);
         }
     }
     Ok(0)

@@ -295,6 +295,9 @@ enum Cmd {
     PodMonitor {
         /// Pod uid.
         uid: String,
+        /// Keep stdout after the start report: a line each time the pod's records change.
+        #[arg(long)]
+        report_changes: bool,
     },
     /// Internal: a pod's infra process.
     #[command(hide = true)]
@@ -502,7 +505,14 @@ fn touches_pods_or_containers(cmd: &Cmd) -> bool {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
-    let engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+    // Commands that start containers or processes in them: the kernel's wait before the
+    // first cgroup migration passes while this command does its own work.
+    let _warm = matches!(cli.command, Cmd::Apply { .. } | Cmd::Exec { .. })
+        .then(|| peapod_oci::cgroups::MigrationWarmer::start(Duration::from_secs(1)));
+    let mut engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+    if let Cmd::Apply { wait: true, .. } = &cli.command {
+        engine.monitor_reports = Some(Default::default());
+    }
     if touches_pods_or_containers(&cli.command) {
         recover::before_command(&engine);
     }
@@ -541,9 +551,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             monitor::run(&engine, &id, attached)?;
             Ok(0)
         }
-        Cmd::PodMonitor { uid } => {
+        Cmd::PodMonitor {
+            uid,
+            report_changes,
+        } => {
             drop(out);
-            pod_monitor::run(&engine, &uid)?;
+            pod_monitor::run(&engine, &uid, report_changes)?;
             Ok(0)
         }
         Cmd::Infra {

@@ -26,6 +26,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use peapod_api::status::{ObservedContainer, ObservedPod, ObservedState};
+use peapod_oci::cgroups::MigrationWarmer;
 use peapod_oci::runtime::Runtime;
 use peapod_oci::ProcessOverrides;
 use peapod_store::Lock;
@@ -133,10 +134,20 @@ struct PodMonitor<'a> {
     results_rx: mpsc::Receiver<(u64, ProbeOutcome)>,
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
+    /// The pipe to the `apply --wait` that started this monitor (`--report-changes`): a
+    /// line each time `observed.json` changes, until every app container runs or the
+    /// reader is gone, so that the command needs no watch on the pod's directory.
+    report: Option<OwnedFd>,
+    /// Keeps cgroup migrations fast while the pod's containers start (see
+    /// `MigrationWarmer`): from the monitor's start until every app container runs.
+    warmer: Option<MigrationWarmer>,
 }
 
+/// How long a warmer keeps cgroup migrations fast for one start of containers.
+const WARM_LIMIT: Duration = Duration::from_secs(2);
+
 /// Entry point. Reports `ok` once the sandbox is up (or `error: …`), then runs the pod.
-pub fn run(engine: &Engine, uid: &str) -> Result<()> {
+pub fn run(engine: &Engine, uid: &str, report_changes: bool) -> Result<()> {
     let _ = nix::unistd::setsid();
     close_inherited_fds();
     let mask = peapod_infra::block_lifecycle_signals()?;
@@ -148,11 +159,21 @@ pub fn run(engine: &Engine, uid: &str) -> Result<()> {
         std::process::id().to_string().as_bytes(),
     )?;
     let mut pm = match start_sandbox(engine, uid) {
-        Ok(pm) => {
+        Ok(mut pm) => {
             // A reader that went away (the CLI killed) must not take the monitor down.
             let mut out = std::io::stdout();
             let _ = writeln!(out, "ok");
             let _ = out.flush();
+            if report_changes {
+                pm.report = out.as_fd().try_clone_to_owned().ok();
+                if let Some(fd) = &pm.report {
+                    // A reader that stops reading must never block the monitor.
+                    let _ = nix::fcntl::fcntl(
+                        fd,
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                }
+            }
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
             }
@@ -190,6 +211,7 @@ fn container_plan(c: &Container, init: bool) -> plan::ContainerSpec {
 }
 
 fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
+    let warmer = MigrationWarmer::start(WARM_LIMIT);
     nix::sys::prctl::set_child_subreaper(true).context("becoming the pod's subreaper")?;
     let pod = engine
         .stored_pod(uid)?
@@ -346,6 +368,8 @@ fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
         results_rx,
         wake_rx,
         wake_tx,
+        report: None,
+        warmer: Some(warmer),
     };
     pm.continue_from_previous_monitor();
     pm.save_observed()?;
@@ -524,7 +548,34 @@ impl PodMonitor<'_> {
             &self.engine.pod_dir(&self.uid).join("observed.json"),
             &self.observed,
         )?;
+        self.report_change();
+        if self.started_or_stopping() {
+            self.warmer = None;
+        }
         Ok(())
+    }
+
+    /// Every app container runs, or the pod is being stopped.
+    fn started_or_stopping(&self) -> bool {
+        self.plan.terminating.is_some()
+            || self
+                .slots
+                .iter()
+                .filter(|s| !s.init)
+                .all(|s| matches!(s.state, ObservedState::Running { .. }))
+    }
+
+    /// Tells the waiting `apply --wait` (if any) that the records changed; lets go of it
+    /// once every app container runs (all it waits for) or once it is gone.
+    fn report_change(&mut self) {
+        let Some(fd) = &self.report else { return };
+        let gone = matches!(
+            nix::unistd::write(fd, b".\n"),
+            Err(e) if e != Errno::EAGAIN && e != Errno::EINTR
+        );
+        if gone || self.started_or_stopping() {
+            self.report = None;
+        }
     }
 
     /// Writes `observed.json` only when something a reader can see changed.
@@ -577,6 +628,7 @@ impl PodMonitor<'_> {
                 self.signal_all(&signals);
                 for a in rest {
                     if a == Action::Finish {
+                        self.delete_exited();
                         return self.finish();
                     }
                     self.execute(a);
@@ -586,6 +638,9 @@ impl PodMonitor<'_> {
                     wake = Some(wake.map_or(w, |x| x.min(w)));
                 }
             }
+            // Containers that exited are deleted from the runtime after what was due (a
+            // finished init container after the next container's start).
+            self.delete_exited();
             self.save_observed_if_changed(&mut saved)?;
             for j in self.jobs.values() {
                 wake = Some(wake.map_or(j.deadline, |x| x.min(j.deadline)));
@@ -746,7 +801,6 @@ impl PodMonitor<'_> {
                     self.job_done(job, outcome);
                 }
             }
-            self.delete_exited();
         }
     }
 
@@ -822,44 +876,59 @@ impl PodMonitor<'_> {
         Ok(())
     }
 
-    /// Launches several containers: records and rootfs one by one, then the runtime's
-    /// create+start for all of them at once (the runtime binary dominates start-up time),
-    /// then the bookkeeping one by one again.
+    /// Launches several containers: what needs the monitor (image, pull, the config) one
+    /// by one, then each container's records, rootfs and runtime create+start on a thread
+    /// of its own (the records' fsyncs and the runtime's processes overlap), then the
+    /// bookkeeping one by one again.
     fn launch_many(&mut self, sis: &[usize]) {
-        let mut prepared = Vec::new();
+        if !self.warmer.as_ref().is_some_and(|w| w.is_warming()) {
+            self.warmer = Some(MigrationWarmer::start(WARM_LIMIT));
+        }
+        let mut staged = Vec::new();
         for &si in sis {
-            match self.prepare(si) {
-                Ok(p) => prepared.push((si, p)),
+            match self.stage(si) {
+                Ok(st) => staged.push((si, st)),
                 Err((reason, e)) => self.launch_failed(si, reason, e),
             }
         }
         let engine = self.engine;
-        let started: Vec<_> = if prepared.len() == 1 {
-            vec![run_prepared(engine, &prepared[0].1.config)]
+        let launched: Vec<_> = if staged.len() == 1 {
+            vec![make_and_run(engine, &staged[0].1)]
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = prepared
+                let handles: Vec<_> = staged
                     .iter()
-                    .map(|(_, p)| scope.spawn(|| run_prepared(engine, &p.config)))
+                    .map(|(_, st)| scope.spawn(|| make_and_run(engine, st)))
                     .collect();
                 handles
                     .into_iter()
                     .map(|h| {
                         h.join().unwrap_or_else(|_| {
-                            Err(("RunContainerError", anyhow!("launch thread panicked")))
+                            Err((
+                                "RunContainerError",
+                                anyhow!("launch thread panicked"),
+                                false,
+                            ))
                         })
                     })
                     .collect()
             })
         };
-        for ((si, p), result) in prepared.into_iter().zip(started) {
+        for ((si, st), result) in staged.into_iter().zip(launched) {
+            let name = st.spec.name.clone();
             match result {
-                Ok(started) => {
+                Ok((p, started)) => {
+                    self.event("Normal", "Created", &format!("Created container: {name}"));
                     if let Err((reason, e)) = self.finish_launch(si, p, started) {
                         self.launch_failed(si, reason, e);
                     }
                 }
-                Err((reason, e)) => self.launch_failed(si, reason, e),
+                Err((reason, e, made)) => {
+                    if made {
+                        self.event("Normal", "Created", &format!("Created container: {name}"));
+                    }
+                    self.launch_failed(si, reason, e)
+                }
             }
         }
     }
@@ -880,7 +949,9 @@ impl PodMonitor<'_> {
         self.event("Warning", kind, &message);
     }
 
-    fn prepare(&mut self, si: usize) -> std::result::Result<Prepared, LaunchError> {
+    /// What a launch needs from the monitor: the image (pulled if the policy says so) and
+    /// the container's config.
+    fn stage(&mut self, si: usize) -> std::result::Result<Staged, LaunchError> {
         let engine = self.engine;
         let spec = self.slots[si].spec.clone();
         let image_name = spec.image.clone().unwrap_or_default();
@@ -966,34 +1037,13 @@ impl PodMonitor<'_> {
             cwd: config.cwd.clone(),
             user: config.user.clone(),
         };
-        let config = engine
-            .commit_and_make(
-                config.clone(),
-                Some(&config.name),
-                &image,
-                &images,
-                &process,
-            )
-            .map_err(|e| ("CreateContainerError", e))?;
-        self.event(
-            "Normal",
-            "Created",
-            &format!("Created container: {}", spec.name),
-        );
-        let dir = engine.container_dir(&config.id);
-        let lock = Lock::try_exclusive(&dir.join("monitor.lock"))
-            .map_err(|e| ("RunContainerError", e.into()))?
-            .ok_or_else(|| {
-                (
-                    "RunContainerError",
-                    anyhow!("container {} is locked by another monitor", config.name),
-                )
-            })?;
         let stop_signal = self.stop_signal(&spec, &image);
-        Ok(Prepared {
+        Ok(Staged {
+            spec,
             config,
-            image_id: image.id.clone(),
-            lock,
+            process,
+            image,
+            images,
             stop_signal,
         })
     }
@@ -1878,6 +1928,16 @@ fn format_delay(d: Duration) -> String {
 
 type LaunchError = (&'static str, anyhow::Error);
 
+/// A container to launch, as the monitor staged it.
+struct Staged {
+    spec: Container,
+    config: ContainerConfig,
+    process: peapod_oci::MergedProcess,
+    image: peapod_image::ImageRecord,
+    images: peapod_image::ImageStore,
+    stop_signal: i32,
+}
+
 /// A container record with its rootfs and bundle, ready for the runtime.
 struct Prepared {
     config: ContainerConfig,
@@ -1892,6 +1952,44 @@ struct Started {
     output: Output,
     log: File,
     status: ContainerStatus,
+}
+
+/// Commits a staged container's record, makes its rootfs and bundle, then creates and
+/// starts it; safe to run for several containers at once. An error says whether the
+/// container was made (its `Created` event is due).
+fn make_and_run(
+    engine: &Engine,
+    st: &Staged,
+) -> std::result::Result<(Prepared, Started), (&'static str, anyhow::Error, bool)> {
+    let config = engine
+        .commit_and_make(
+            st.config.clone(),
+            Some(&st.config.name),
+            &st.image,
+            &st.images,
+            &st.process,
+        )
+        .map_err(|e| ("CreateContainerError", e, false))?;
+    let dir = engine.container_dir(&config.id);
+    let lock = Lock::try_exclusive(&dir.join("monitor.lock"))
+        .map_err(|e| ("RunContainerError", e.into(), true))?
+        .ok_or_else(|| {
+            (
+                "RunContainerError",
+                anyhow!("container {} is locked by another monitor", config.name),
+                true,
+            )
+        })?;
+    let started = run_prepared(engine, &config).map_err(|(r, e)| (r, e, true))?;
+    Ok((
+        Prepared {
+            config,
+            image_id: st.image.id.clone(),
+            lock,
+            stop_signal: st.stop_signal,
+        },
+        started,
+    ))
 }
 
 /// `runtime create` + `start` of a prepared container; safe to run for several containers
