@@ -665,6 +665,21 @@ fn apply_wait_returns_once_running_or_fails() {
     // No polling: the pod is already running when apply returns.
     let line = get_line(&p, "two-containers");
     assert!(line.contains("2/2") && line.contains("Running"), "{line}");
+    // A pod this command did not start (applied before, still initializing): the wait
+    // follows its records rather than its monitor's report pipe, and still returns only
+    // once the app container runs.
+    let slow = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: slow\nspec:\n  initContainers:\n  - name: i\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"1\"]\n  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"1000\"]\n";
+    let slow_file = manifest(&p, "slow.yaml", slow);
+    assert_eq!(
+        p.ok(&["apply", "-f", &slow_file]).trim(),
+        "pod/slow created"
+    );
+    assert_eq!(
+        p.ok(&["apply", "--wait", "-f", &slow_file]).trim(),
+        "pod/slow unchanged"
+    );
+    let line = get_line(&p, "slow");
+    assert!(line.contains("1/1") && line.contains("Running"), "{line}");
     let missing = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nope\nspec:\n  containers:\n  - name: app\n    image: not/here:1\n    imagePullPolicy: Never\n";
     let (code, err) = p.fails(&["apply", "--wait", "-f", &manifest(&p, "nope.yaml", missing)]);
     assert_eq!(code, 1);
@@ -684,6 +699,7 @@ fn apply_wait_returns_once_running_or_fails() {
         [
             "pod \"dies\" deleted",
             "pod \"nope\" deleted",
+            "pod \"slow\" deleted",
             "pod \"two-containers\" deleted"
         ]
     );

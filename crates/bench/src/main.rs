@@ -87,6 +87,9 @@ struct Args {
     image: Option<PathBuf>,
 }
 
+/// How long the N pods rest before their engine memory is measured.
+const MEMORY_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = cmd::handle_signals() {
@@ -449,6 +452,9 @@ fn run(args: &Args) -> Result<()> {
                 noise.check();
                 samples(&mut rows, &format!("sequential-{n}"), e.label()).push_duration(t_seq);
                 if n == mem_n {
+                    // Memory at rest: pods live long, and a monitor gives back what its
+                    // start used once idle (peapod after 1 s; Podman's conmons likewise).
+                    std::thread::sleep(MEMORY_SETTLE);
                     let pss = e.engine_pss()?;
                     samples(&mut rows, "pss-per-pod", e.label())
                         .push(pss.total_kib as f64 / 1024.0 / n as f64);
@@ -473,8 +479,9 @@ fn run(args: &Args) -> Result<()> {
         }
         if let Some((_, d)) = pss_notes.iter().rev().find(|(l, _)| l == e.label()) {
             notes.push(format!(
-                "{} engine memory (last run, {mem_n} pods): {d}; workload processes excluded",
-                e.label()
+                "{} engine memory (last run, {mem_n} pods, {} s after the last started): {d}; workload processes excluded",
+                e.label(),
+                MEMORY_SETTLE.as_secs()
             ));
         }
     }

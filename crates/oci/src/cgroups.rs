@@ -139,8 +139,11 @@ pub fn own_procs_file(mount: &Path, layout: CgroupLayout, proc_cgroup: &str) -> 
 /// own process's pid to the `cgroup.procs` of the cgroup it is already in (a move that moves
 /// nothing but takes the lock like any other) on a thread: once at once, so the grace
 /// period passes while the caller does other work, then every `INTERVAL` so the lock stays
-/// in writer mode, until dropped or `limit` has passed. The thread is detached: dropping
-/// never waits. Where no file is found or writable it does nothing.
+/// in writer mode, until dropped or `limit` has passed. Warmers that share a `shared` lock
+/// file take turns: only the one holding it writes (100 pods starting at once need one
+/// writer, not 100), the others sleep in `flock` until it lets go (a grace period after
+/// its last write the lock is still in writer mode, so the next one is in time). The
+/// thread is detached: dropping never waits. Where no file is found or writable it does nothing.
 pub struct MigrationWarmer {
     stop: Arc<AtomicBool>,
     until: Instant,
@@ -150,11 +153,13 @@ impl MigrationWarmer {
     /// Less than the shortest grace period, so the lock never leaves writer mode.
     pub const INTERVAL: Duration = Duration::from_millis(2);
 
-    /// Starts warming for at most `limit`.
-    pub fn start(limit: Duration) -> Self {
+    /// Starts warming for at most `limit`, taking turns with the warmers of `shared`.
+    pub fn start(limit: Duration, shared: Option<&Path>) -> Self {
+        use nix::fcntl::{Flock, FlockArg};
         let stop = Arc::new(AtomicBool::new(false));
         let until = Instant::now() + limit;
         let flag = Arc::clone(&stop);
+        let shared = shared.map(Path::to_path_buf);
         let spawned = std::thread::Builder::new()
             .name("cgroup-warm".into())
             .stack_size(64 * 1024)
@@ -170,6 +175,17 @@ impl MigrationWarmer {
                 let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(path) else {
                     return;
                 };
+                // Waits (asleep in flock, no CPU) for its turn; without a lock file it warms
+                // alone. Dropped or timed out while waiting: it lets go as soon as it wakes.
+                let turn = shared.and_then(|p| {
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(p)
+                        .ok()?;
+                    Flock::lock(f, FlockArg::LockExclusive).ok()
+                });
                 let pid = std::process::id().to_string();
                 while !flag.load(Ordering::Relaxed) && Instant::now() < until {
                     if file.write_all(pid.as_bytes()).is_err() {
@@ -177,6 +193,7 @@ impl MigrationWarmer {
                     }
                     std::thread::sleep(Self::INTERVAL);
                 }
+                drop(turn);
             });
         if spawned.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -299,14 +316,44 @@ mod tests {
 
     #[test]
     fn a_warmer_stops_at_its_limit_or_when_dropped() {
-        let w = MigrationWarmer::start(Duration::from_millis(20));
+        let w = MigrationWarmer::start(Duration::from_millis(20), None);
         assert!(w.is_warming());
         std::thread::sleep(Duration::from_millis(30));
         assert!(!w.is_warming());
-        let w = MigrationWarmer::start(Duration::from_secs(60));
+        let w = MigrationWarmer::start(Duration::from_secs(60), None);
         let flag = Arc::clone(&w.stop);
         drop(w);
         assert!(flag.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn warmers_of_one_lock_take_turns() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test writes to the host's cgroup.procs: run it as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("warm.lock");
+        let held = || peapod_store::Lock::is_held(&lock).unwrap();
+        let eventually = |want: bool| {
+            let end = Instant::now() + Duration::from_secs(5);
+            while held() != want && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            held() == want
+        };
+        let a = MigrationWarmer::start(Duration::from_secs(60), Some(&lock));
+        assert!(eventually(true), "the first warmer takes the turn");
+        let b = MigrationWarmer::start(Duration::from_secs(60), Some(&lock));
+        drop(a);
+        // The first one's thread lets go within an interval; the second takes over.
+        std::thread::sleep(MigrationWarmer::INTERVAL * 5);
+        assert!(eventually(true), "the second warmer takes over");
+        drop(b);
+        assert!(
+            eventually(false),
+            "no warmer holds the turn once both are dropped"
+        );
     }
 
     #[test]

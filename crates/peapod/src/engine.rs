@@ -165,6 +165,11 @@ impl Engine {
         })
     }
 
+    /// The lock file by which this root's cgroup migration warmers take turns.
+    pub fn warm_lock(&self) -> PathBuf {
+        self.paths.run.join("cgroup-warm.lock")
+    }
+
     pub(crate) fn global_lock(&self) -> Result<Lock> {
         Ok(Lock::exclusive(&self.paths.lib.join("containers.lock"))?)
     }

@@ -468,6 +468,19 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    // A pod monitor lives as long as its pod: it runs from here rather than from
+    // `dispatch`, whose frame (every command's locals, ~40 KiB) would stay resident on its
+    // stack all that time.
+    if let Cmd::PodMonitor {
+        uid,
+        report_changes,
+    } = &cli.command
+    {
+        return match run_pod_monitor(cli.root.clone(), cli.runtime.clone(), uid, *report_changes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(125),
+        };
+    }
     let is_monitor = matches!(
         cli.command,
         Cmd::Monitor { .. } | Cmd::PodMonitor { .. } | Cmd::Infra { .. }
@@ -482,6 +495,17 @@ fn main() -> ExitCode {
             ExitCode::from(code.clamp(1, 255) as u8)
         }
     }
+}
+
+#[inline(never)]
+fn run_pod_monitor(
+    root: Option<std::path::PathBuf>,
+    runtime: Option<String>,
+    uid: &str,
+    report_changes: bool,
+) -> Result<()> {
+    let engine = Engine::new(root, runtime)?;
+    pod_monitor::run(&engine, uid, report_changes)
 }
 
 /// Whether a command reads or changes pods or containers, so recovery runs before it
@@ -505,11 +529,15 @@ fn touches_pods_or_containers(cmd: &Cmd) -> bool {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
+    let mut engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
     // Commands that start containers or processes in them: the kernel's wait before the
     // first cgroup migration passes while this command does its own work.
-    let _warm = matches!(cli.command, Cmd::Apply { .. } | Cmd::Exec { .. })
-        .then(|| peapod_oci::cgroups::MigrationWarmer::start(Duration::from_secs(1)));
-    let mut engine = Engine::new(cli.root.clone(), cli.runtime.clone())?;
+    let _warm = matches!(cli.command, Cmd::Apply { .. } | Cmd::Exec { .. }).then(|| {
+        peapod_oci::cgroups::MigrationWarmer::start(
+            Duration::from_secs(1),
+            Some(&engine.warm_lock()),
+        )
+    });
     if let Cmd::Apply { wait: true, .. } = &cli.command {
         engine.monitor_reports = Some(Default::default());
     }

@@ -210,8 +210,9 @@ fn container_plan(c: &Container, init: bool) -> plan::ContainerSpec {
     spec
 }
 
+#[inline(never)]
 fn start_sandbox<'a>(engine: &'a Engine, uid: &str) -> Result<PodMonitor<'a>> {
-    let warmer = MigrationWarmer::start(WARM_LIMIT);
+    let warmer = MigrationWarmer::start(WARM_LIMIT, Some(&engine.warm_lock()));
     nix::sys::prctl::set_child_subreaper(true).context("becoming the pod's subreaper")?;
     let pod = engine
         .stored_pod(uid)?
@@ -450,6 +451,7 @@ impl PodMonitor<'_> {
     /// collide), and containers that were running count as exited with status unknown,
     /// restarted per restartPolicy. Init containers run again, as the kubelet re-runs them
     /// in a new sandbox.
+    #[inline(never)]
     fn continue_from_previous_monitor(&mut self) {
         let path = self.engine.pod_dir(&self.uid).join("observed.json");
         let Ok(Some(previous)) = peapod_store::read_json::<ObservedPod>(&path) else {
@@ -579,6 +581,7 @@ impl PodMonitor<'_> {
     }
 
     /// Writes `observed.json` only when something a reader can see changed.
+    #[inline(never)]
     fn save_observed_if_changed(&mut self, saved: &mut Option<ObservedPod>) -> Result<()> {
         self.flush_events();
         self.observed.containers = self.observed_containers();
@@ -590,10 +593,13 @@ impl PodMonitor<'_> {
     }
 
     fn run_loop(&mut self, sigfd: &SignalFd) -> Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Sized when output is read, emptied when the monitor goes idle.
+        let mut buf: Vec<u8> = Vec::new();
         let mut saved: Option<ObservedPod> = None;
-        // Whether the loop did work since it last gave free heap back.
+        // Whether the loop did work since it last gave free heap back, and since when it has
+        // had nothing due.
         let mut busy = true;
+        let mut quiet_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
             self.expire_jobs(now);
@@ -619,6 +625,9 @@ impl PodMonitor<'_> {
                 // again right away rather than sleep on a wake-up time computed before.
                 let acted = !p.actions.is_empty();
                 busy |= acted;
+                if acted {
+                    quiet_since = None;
+                }
                 // Signals go to every container at once (the kubelet stops a pod's
                 // containers in parallel); the rest in the planned order.
                 let (signals, rest): (Vec<Action>, Vec<Action>) = p
@@ -646,13 +655,22 @@ impl PodMonitor<'_> {
                 wake = Some(wake.map_or(j.deadline, |x| x.min(j.deadline)));
             }
             let now = Instant::now();
-            // Going idle after work: what the work freed, and the code it ran, need not stay
-            // resident (the monitor's memory is most of a pod's engine overhead).
+            // Idle for IDLE after work: what the work freed, and the code it ran, need not
+            // stay resident (the monitor's memory is most of a pod's engine overhead). Not at
+            // once: the last of the start (threads ending, the CLI's last reads) would fault
+            // the code back in.
             if busy && wake.is_none_or(|d| d > now + IDLE) {
-                peapod_sys::release_idle_text();
-                peapod_sys::release_free_heap();
-                peapod_sys::release_unused_stack();
-                busy = false;
+                let at = *quiet_since.get_or_insert(now) + IDLE;
+                if now >= at {
+                    buf = Vec::new();
+                    peapod_sys::release_idle_text();
+                    peapod_sys::release_free_heap();
+                    peapod_sys::release_unused_stack();
+                    busy = false;
+                    quiet_since = None;
+                } else {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                }
             }
             let timeout = wake.map_or(PollTimeout::NONE, |d| {
                 PollTimeout::try_from(
@@ -683,6 +701,9 @@ impl PodMonitor<'_> {
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
             drop(fds);
+            if buf.is_empty() && ready.iter().any(|&r| r) {
+                buf = vec![0u8; 64 * 1024];
+            }
             let mut signals = Vec::new();
             if ready[0] {
                 while let Ok(Some(info)) = sigfd.read_signal() {
@@ -806,6 +827,7 @@ impl PodMonitor<'_> {
 
     /// `runtime delete` of the containers that exited, in parallel (each is a runtime
     /// process of a few milliseconds; a pod's containers often end together).
+    #[inline(never)]
     fn delete_exited(&mut self) {
         let exited = std::mem::take(&mut self.exited);
         let state_root = self.engine.paths.runtime_state();
@@ -829,6 +851,7 @@ impl PodMonitor<'_> {
 
     /// emptyDirs made (tmpfs for `medium: Memory`), hostPaths checked per their `type`,
     /// configMap/secret/downwardAPI/projected files written (read-only tmpfs, `objects`).
+    #[inline(never)]
     fn prepare_volumes(&self) -> Result<()> {
         let Some(spec) = self.pod.spec.as_ref() else {
             return Ok(());
@@ -882,7 +905,10 @@ impl PodMonitor<'_> {
     /// bookkeeping one by one again.
     fn launch_many(&mut self, sis: &[usize]) {
         if !self.warmer.as_ref().is_some_and(|w| w.is_warming()) {
-            self.warmer = Some(MigrationWarmer::start(WARM_LIMIT));
+            self.warmer = Some(MigrationWarmer::start(
+                WARM_LIMIT,
+                Some(&self.engine.warm_lock()),
+            ));
         }
         let mut staged = Vec::new();
         for &si in sis {
@@ -1421,6 +1447,7 @@ impl PodMonitor<'_> {
         (!message.is_empty()).then_some(message)
     }
 
+    #[inline(never)]
     fn on_exit(&mut self, si: usize, code: i32) {
         let now = Utc::now();
         let Some(mut r) = self.slots[si].running.take() else {
@@ -1494,6 +1521,7 @@ impl PodMonitor<'_> {
         }
     }
 
+    #[inline(never)]
     fn begin_termination(&mut self) {
         let pod = self
             .engine
@@ -1526,6 +1554,7 @@ impl PodMonitor<'_> {
     }
 
     /// Carries out one planned action.
+    #[inline(never)]
     fn execute(&mut self, action: Action) {
         match action {
             Action::Start(list) => self.launch_many(&list),
@@ -1539,6 +1568,7 @@ impl PodMonitor<'_> {
 
     /// Sends each `Terminate` (the container's stop signal) and `Kill` (SIGKILL, to every
     /// process of the container) at once, a runtime `kill` per container.
+    #[inline(never)]
     fn signal_all(&self, actions: &[Action]) {
         let targets: Vec<(&ContainerConfig, i32)> = actions
             .iter()
@@ -1751,6 +1781,7 @@ impl PodMonitor<'_> {
 
     /// Jobs past their deadline: sleeps succeed, everything else failed by timeout (an exec
     /// job's process tree is killed).
+    #[inline(never)]
     fn expire_jobs(&mut self, now: Instant) {
         let due: Vec<u64> = self
             .jobs
@@ -1785,6 +1816,7 @@ impl PodMonitor<'_> {
     }
 
     /// A probe or hook finished: events, and the verdict handed to the planner.
+    #[inline(never)]
     fn job_done(&mut self, job: Job, outcome: ProbeOutcome) {
         if let Some(out) = &job.output {
             let _ = fs::remove_file(out);
@@ -1844,6 +1876,7 @@ impl PodMonitor<'_> {
     }
 
     /// Every container is gone: stop the infra last and record it.
+    #[inline(never)]
     fn finish(&mut self) -> Result<()> {
         // Closed before the monitor's lock goes: whoever waits on it finds the ports free.
         self.host_ports = None;

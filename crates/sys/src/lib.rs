@@ -171,7 +171,7 @@ pub fn release_free_heap() {
 /// and whose steady state is shallow need not keep those pages resident. A no-op off the
 /// main thread, whose stack is the only `[stack]` mapping.
 pub fn release_unused_stack() {
-    const MARGIN: usize = 16 * 1024;
+    const MARGIN: usize = 4 * 1024;
     let here = 0u8;
     let sp = std::hint::black_box(&here) as *const u8 as usize;
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
