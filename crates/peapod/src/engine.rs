@@ -865,8 +865,10 @@ impl Engine {
 
     /// Removes every resource of a container, each step idempotent and attempted even when
     /// an earlier one failed; the errors are reported together.
+    /// The resource steps run without the global lock (each is idempotent, and each
+    /// unmount or veth removal waits for an RCU grace period: a pod's containers are torn
+    /// down together); the name index and the record go under it.
     pub fn teardown(&self, config: &ContainerConfig, volumes: bool) -> Result<()> {
-        let _lock = self.global_lock()?;
         let dir = self.container_dir(&config.id);
         let mut errors: Vec<String> = Vec::new();
         let infra = config.pod.as_ref().is_some_and(|l| l.infra);
@@ -912,6 +914,7 @@ impl Engine {
                 }
             }
         }
+        let _lock = self.global_lock()?;
         let name_file = self.paths.lib.join("names").join(&config.name);
         if fs::read_to_string(&name_file).is_ok_and(|holder| holder.trim() == config.id) {
             let _ = fs::remove_file(&name_file);

@@ -685,13 +685,29 @@ impl Engine {
     /// sandbox (network, netns), emptyDir volumes, logs and records. Each step is attempted.
     pub fn teardown_pod(&self, uid: &str) -> Result<()> {
         let mut errors = Vec::new();
-        let mut containers = self.pod_containers(uid)?;
-        // App and init containers first, the infra last.
-        containers.sort_by_key(|c| c.config.pod.as_ref().is_some_and(|l| l.infra));
-        for c in &containers {
-            if let Err(e) = self.remove(c, true, true) {
-                errors.push(format!("{}: {e:#}", c.config.name));
-            }
+        let containers = self.pod_containers(uid)?;
+        // App and init containers first, together (each unmount of a rootfs waits for an
+        // RCU grace period: one after the other they added up), the infra last.
+        let (infra, apps): (Vec<_>, Vec<_>) = containers
+            .iter()
+            .partition(|c| c.config.pod.as_ref().is_some_and(|l| l.infra));
+        for group in [apps, infra] {
+            let failed: Vec<String> = std::thread::scope(|scope| {
+                let removals: Vec<_> = group
+                    .iter()
+                    .map(|c| scope.spawn(move || self.remove(c, true, true)))
+                    .collect();
+                group
+                    .iter()
+                    .zip(removals)
+                    .filter_map(|(c, r)| match r.join() {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(format!("{}: {e:#}", c.config.name)),
+                        Err(_) => Some(format!("{}: the removal panicked", c.config.name)),
+                    })
+                    .collect()
+            });
+            errors.extend(failed);
         }
         crate::fault::point("teardown-containers-removed")?;
         let dir = self.pod_dir(uid);
@@ -701,7 +717,11 @@ impl Engine {
         for cg in peapod_oci::cgroups::dirs(mount, layout, &self.pod_cgroup(uid)) {
             if let Err(e) = fs::remove_dir(&cg) {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    errors.push(format!("removing cgroup {}: {e}", cg.display()));
+                    errors.push(format!(
+                        "removing cgroup {}: {e}{}",
+                        cg.display(),
+                        cgroup_occupants(&cg)
+                    ));
                 }
             }
         }
@@ -726,6 +746,24 @@ impl Engine {
         }
         crate::engine::finish_removal(&dir, errors, "deleting the pod")
     }
+}
+
+/// What keeps a cgroup from being removed, for the error: its child cgroups and processes.
+fn cgroup_occupants(cg: &Path) -> String {
+    let children: Vec<String> = fs::read_dir(cg)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+    let procs: Vec<&str> = procs.split_whitespace().collect();
+    format!(
+        " (child cgroups: [{}]; processes: [{}])",
+        children.join(", "),
+        procs.join(", ")
+    )
 }
 
 /// The Docker labels kubelet puts on pod containers.

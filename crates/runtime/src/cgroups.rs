@@ -94,6 +94,26 @@ pub fn remove_extra(cgroups_path: &Path) {
     }
 }
 
+/// Where the container's freezer state lives (v1: the `freezer` hierarchy's directory;
+/// v2: the container's cgroup), and, on v1, a directory of another hierarchy that exists
+/// as long as the container's cgroup does (`pids`, else `memory`).
+pub fn freezer_dirs(cgroups_path: &Path) -> (PathBuf, Option<PathBuf>) {
+    let mount = Path::new(MOUNT);
+    let relative = cgroups_path.to_string_lossy();
+    let relative = relative.trim_start_matches('/');
+    match cgroups::detect(mount) {
+        CgroupLayout::V2 => (mount.join(relative), None),
+        CgroupLayout::V1 => {
+            let witness = ["pids", "memory"]
+                .iter()
+                .map(|h| mount.join(h))
+                .find(|h| h.is_dir())
+                .map(|h| h.join(relative));
+            (mount.join("freezer").join(relative), witness)
+        }
+    }
+}
+
 /// For a spec on a cgroup v1 host that mounts `/sys/fs/cgroup` (type `cgroup`) read-only,
 /// or whose container joins an existing pid namespace (a pod's shared one) without a cgroup
 /// namespace: replaces that mount by binds of the container's cgroups (`cgroups_path`, the

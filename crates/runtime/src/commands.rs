@@ -344,6 +344,7 @@ fn kill_all(container: &Container, signal: Signal) -> Result<(), Error> {
     let config = container
         .spec()
         .map_err(Error::container(context.clone()))?;
+    let (freezer, witness) = crate::cgroups::freezer_dirs(&config.cgroup_path);
     let manager = libcgroups::common::create_cgroup_manager(CgroupConfig {
         cgroup_path: config.cgroup_path,
         systemd_cgroup: false,
@@ -351,8 +352,12 @@ fn kill_all(container: &Container, signal: Signal) -> Result<(), Error> {
     })
     .map_err(|e| cgroup_err(crate::chain(&e)))?;
     // Frozen, no process can fork a child we would miss; a failure to freeze only means
-    // that (runc goes on too).
-    let frozen = manager.freeze(FreezerState::Frozen).is_ok();
+    // that (runc goes on too). libcgroups' freeze makes the freezer directory when it is
+    // missing: a container whose cgroup is already gone (removed by a `delete` racing this
+    // one) is not frozen, and one removed while frozen loses the directory freezing made
+    // again — else an empty freezer cgroup would outlive the container and keep its pod's
+    // cgroup from being removed.
+    let frozen = freezer.is_dir() && manager.freeze(FreezerState::Frozen).is_ok();
     let result = manager
         .get_all_pids()
         .map_err(|e| cgroup_err(crate::chain(&e)))
@@ -367,6 +372,9 @@ fn kill_all(container: &Container, signal: Signal) -> Result<(), Error> {
         });
     if frozen {
         let _ = manager.freeze(FreezerState::Thawed);
+        if witness.is_some_and(|w| !w.is_dir()) {
+            let _ = std::fs::remove_dir(&freezer);
+        }
     }
     // A cgroup that is already gone has no process left to signal.
     match result {
