@@ -591,8 +591,10 @@ impl Engine {
         cmd.arg("pod-monitor").arg(uid);
         // Memory of a long-lived monitor: its few threads share one malloc arena (glibc
         // gives each thread that allocates an arena of its own, ~100 KiB dirty each, kept
-        // after the thread ends) and their stacks are unmapped when they end (not cached).
-        let tunables = "glibc.malloc.arena_max=1:glibc.pthread.stack_cache_size=0";
+        // after the thread ends), their stacks are unmapped when they end (not cached), and
+        // blocks from 16 KiB are mapped apart, so the start's big temporaries leave no holes
+        // in the heap (its infra inherits these too).
+        let tunables = "glibc.malloc.arena_max=1:glibc.pthread.stack_cache_size=0:glibc.malloc.mmap_threshold=16384";
         cmd.env(
             "GLIBC_TUNABLES",
             match std::env::var("GLIBC_TUNABLES") {
