@@ -121,7 +121,7 @@ fn start(engine: &Engine, id: &str, attach: Option<&UnixListener>) -> Result<Sta
         state_root: engine.paths.runtime_state(),
     };
     crate::fault::point("monitor-before-create")?;
-    let (pid, output, log) = create_in_runtime(engine, &config, &runtime)?;
+    let (pid, output, log, _) = create_in_runtime(engine, &config, &runtime, false)?;
     let proxy = match (&config.endpoint, config.ports.is_empty()) {
         (Some(ep), false) => {
             Some(peapod_sandbox::ports::spawn(&config.ports, ep.ip).context("publishing ports")?)
@@ -198,12 +198,27 @@ fn accept_within(listener: &UnixListener, limit: Duration) -> Result<UnixStream>
 }
 
 /// `runtime create` of a container whose bundle exists: stdio wired to a pty (received
-/// over the console socket) or to pipes, the log opened. Returns the init pid.
+/// over the console socket) or to pipes, the log opened. Returns the init pid, and whether
+/// the process was started too: with `start` and a runtime that can (the built-in one's
+/// `run --detach`), create and start are one runtime process.
 pub(crate) fn create_in_runtime(
     engine: &Engine,
     config: &ContainerConfig,
     runtime: &Runtime,
-) -> Result<(i32, Output, File)> {
+    start: bool,
+) -> Result<(i32, Output, File, bool)> {
+    let started = start && runtime.is_builtin();
+    let create = |id: &str,
+                  bundle: &std::path::Path,
+                  pid_file: &std::path::Path,
+                  console: Option<&std::path::Path>,
+                  stdio: [Stdio; 3]| {
+        if started {
+            runtime.run_detached(id, bundle, pid_file, console, stdio)
+        } else {
+            runtime.create(id, bundle, pid_file, console, stdio)
+        }
+    };
     let id = config.id.as_str();
     let dir = engine.container_dir(id);
     let pid_file = dir.join("pid");
@@ -226,7 +241,7 @@ pub(crate) fn create_in_runtime(
         peapod_store::create_dir_all(&sock_dir)?;
         let console = ConsoleSocket::bind(&sock_dir.join(format!("{}.sock", &id[..12])))
             .context("binding the console socket")?;
-        let created = runtime.create(
+        let created = create(
             id,
             &bundle,
             &pid_file,
@@ -249,7 +264,7 @@ pub(crate) fn create_in_runtime(
         } else {
             (Stdio::null(), None)
         };
-        runtime.create(
+        create(
             id,
             &bundle,
             &pid_file,
@@ -267,7 +282,7 @@ pub(crate) fn create_in_runtime(
         .trim()
         .parse()
         .with_context(|| format!("parsing {}", pid_file.display()))?;
-    Ok((pid, output, log))
+    Ok((pid, output, log, started))
 }
 
 /// The readable ends of a container's output, each with its log framing.

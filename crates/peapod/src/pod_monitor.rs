@@ -2036,11 +2036,13 @@ fn run_prepared(
         state_root: engine.paths.runtime_state(),
     };
     let dir = engine.container_dir(&config.id);
-    let (pid, output, log) =
-        create_in_runtime(engine, config, &runtime).map_err(|e| ("RunContainerError", e))?;
-    if let Err(e) = runtime.start(&config.id) {
-        let _ = runtime.delete(&config.id);
-        return Err(("RunContainerError", e.into()));
+    let (pid, output, log, started) =
+        create_in_runtime(engine, config, &runtime, true).map_err(|e| ("RunContainerError", e))?;
+    if !started {
+        if let Err(e) = runtime.start(&config.id) {
+            let _ = runtime.delete(&config.id);
+            return Err(("RunContainerError", e.into()));
+        }
     }
     let status = ContainerStatus {
         pid,

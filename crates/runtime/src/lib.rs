@@ -69,6 +69,9 @@ pub enum Error {
     /// A `--env` value without `=`.
     #[error("invalid --env {0:?}: expected KEY=VALUE")]
     BadEnv(String),
+    /// A command line the runtime does not take.
+    #[error("{0}")]
+    Usage(String),
     /// `libcontainer` failed; `context` says at what.
     #[error("{context}: {}", chain(source))]
     Container {
@@ -239,6 +242,27 @@ enum Command {
         /// The container id.
         id: String,
     },
+    /// `create` then `start` in one process (`--detach` only, as runc's `run -d`): the
+    /// runtime returns once the container's process runs.
+    Run {
+        /// The bundle directory (holding config.json).
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Where to write the init process's pid.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// A unix socket that receives the pty master (needs `process.terminal`).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Passes N descriptors after stdio to the container.
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: i32,
+        /// Returns once the process runs (the only mode: the runtime is not a supervisor).
+        #[arg(short, long)]
+        detach: bool,
+        /// The container id.
+        id: String,
+    },
     /// Runs the user process of a created container.
     Start {
         /// The container id.
@@ -350,6 +374,34 @@ fn run(cli: Cli) -> Result<i32, Error> {
             preserve_fds,
         })
         .map(|()| 0),
+        Command::Run {
+            bundle,
+            pid_file,
+            console_socket,
+            preserve_fds,
+            detach,
+            id,
+        } => {
+            if !detach {
+                return Err(Error::Usage(
+                    "run needs --detach: the built-in runtime does not stay to supervise the container".into(),
+                ));
+            }
+            commands::create(&commands::CreateOptions {
+                root: &root,
+                id: &id,
+                bundle: &bundle,
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+                preserve_fds,
+            })?;
+            if let Err(e) = commands::start(&root, &id) {
+                // As runc: a container that could not start does not stay created.
+                let _ = commands::delete(&root, &id, true);
+                return Err(e);
+            }
+            Ok(0)
+        }
         Command::Start { id } => commands::start(&root, &id).map(|()| 0),
         Command::State { id } => {
             let doc = commands::state(&root, &id)?;
@@ -538,6 +590,27 @@ mod tests {
         assert_eq!(cli.root, PathBuf::from(DEFAULT_ROOT));
         assert!(matches!(cli.command, Command::Delete { force: true, .. }));
         assert!(Cli::try_parse_from(["peapod-runtime", "exec", "c1"]).is_err());
+        // runc's `run -d`: create and start in one process.
+        let cli = Cli::try_parse_from([
+            "peapod-runtime",
+            "run",
+            "-d",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "c1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run { detach: true, ref bundle, ref id, .. } if bundle == Path::new("/b") && id == "c1"
+        ));
+        // Without --detach the runtime would have to supervise: refused, before anything.
+        let cli =
+            Cli::try_parse_from(["peapod-runtime", "--root", "/nonexistent", "run", "c1"]).unwrap();
+        let err = run(cli).unwrap_err();
+        assert!(err.to_string().contains("run needs --detach"), "{err}");
     }
 
     #[test]
