@@ -126,41 +126,21 @@ impl Runtime {
     ///
     /// The runtime logs to `B/`[`CREATE_LOG`] (its stderr is the container's), and a failure
     /// carries the error messages found there.
-    pub fn create(
+    ///
+    /// With `start` (the built-in runtime only), `run --detach` instead: create then start
+    /// in one runtime process, as runc's `run -d` (another runtime's create and start stay
+    /// two commands, as the driver has always run them). A container that cannot start is
+    /// not left created.
+    pub fn create_then(
         &self,
+        start: bool,
         id: &str,
         bundle: &Path,
         pid_file: &Path,
         console_socket: Option<&Path>,
         stdio: [std::process::Stdio; 3],
     ) -> Result<(), RuntimeError> {
-        self.create_as("create", id, bundle, pid_file, console_socket, stdio)
-    }
-
-    /// `create` then `start` as one `run --detach` (the built-in runtime's; another
-    /// runtime's create and start stay two commands, as the driver has always run them): one runtime
-    /// process per container start instead of two. A container that cannot start is not
-    /// left created.
-    pub fn run_detached(
-        &self,
-        id: &str,
-        bundle: &Path,
-        pid_file: &Path,
-        console_socket: Option<&Path>,
-        stdio: [std::process::Stdio; 3],
-    ) -> Result<(), RuntimeError> {
-        self.create_as("run", id, bundle, pid_file, console_socket, stdio)
-    }
-
-    fn create_as(
-        &self,
-        verb: &str,
-        id: &str,
-        bundle: &Path,
-        pid_file: &Path,
-        console_socket: Option<&Path>,
-        stdio: [std::process::Stdio; 3],
-    ) -> Result<(), RuntimeError> {
+        let verb = if start { "run" } else { "create" };
         let log = bundle.join(CREATE_LOG);
         let _ = std::fs::remove_file(&log);
         let mut cmd = self.command_logging_to(Some(&log))?;

@@ -137,7 +137,7 @@ impl Harness {
         let pid_file = bundle.join("init.pid");
         self.containers.borrow_mut().push((id.to_owned(), None));
         self.runtime
-            .create(id, &bundle, &pid_file, console, stdio)?;
+            .create_then(false, id, &bundle, &pid_file, console, stdio)?;
         let pid: i32 = fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
@@ -512,7 +512,7 @@ fn timing_create_start_true() {
         let pid_file = bundle.join("init.pid");
         let t = Instant::now();
         h.runtime
-            .create(&id, &bundle, &pid_file, None, null_stdio())
+            .create_then(false, &id, &bundle, &pid_file, None, null_stdio())
             .expect("create");
         h.runtime.start(&id).expect("start");
         let pid: i32 = fs::read_to_string(&pid_file)

@@ -208,16 +208,8 @@ pub(crate) fn create_in_runtime(
     start: bool,
 ) -> Result<(i32, Output, File, bool)> {
     let started = start && runtime.is_builtin();
-    let create = |id: &str,
-                  bundle: &std::path::Path,
-                  pid_file: &std::path::Path,
-                  console: Option<&std::path::Path>,
-                  stdio: [Stdio; 3]| {
-        if started {
-            runtime.run_detached(id, bundle, pid_file, console, stdio)
-        } else {
-            runtime.create(id, bundle, pid_file, console, stdio)
-        }
+    let create = |id: &str, bundle: &_, pid_file: &_, console: Option<&_>, stdio| {
+        runtime.create_then(started, id, bundle, pid_file, console, stdio)
     };
     let id = config.id.as_str();
     let dir = engine.container_dir(id);

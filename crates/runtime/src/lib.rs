@@ -223,45 +223,50 @@ enum LogFormat {
     Json,
 }
 
+/// What `create` and `run` take.
+#[derive(Debug, clap::Args)]
+struct CreateArgs {
+    /// The bundle directory (holding config.json).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Where to write the init process's pid.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// A unix socket that receives the pty master (needs `process.terminal`).
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Passes N descriptors after stdio to the container.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    /// The container id.
+    id: String,
+}
+
+impl CreateArgs {
+    fn options<'a>(&'a self, root: &'a std::path::Path) -> commands::CreateOptions<'a> {
+        commands::CreateOptions {
+            root,
+            id: &self.id,
+            bundle: &self.bundle,
+            pid_file: self.pid_file.as_deref(),
+            console_socket: self.console_socket.as_deref(),
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Creates a container from a bundle; its process waits for `start`.
-    Create {
-        /// The bundle directory (holding config.json).
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        /// Where to write the init process's pid.
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        /// A unix socket that receives the pty master (needs `process.terminal`).
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        /// Passes N descriptors after stdio to the container.
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: i32,
-        /// The container id.
-        id: String,
-    },
+    Create(#[command(flatten)] CreateArgs),
     /// `create` then `start` in one process (`--detach` only, as runc's `run -d`): the
     /// runtime returns once the container's process runs.
     Run {
-        /// The bundle directory (holding config.json).
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        /// Where to write the init process's pid.
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        /// A unix socket that receives the pty master (needs `process.terminal`).
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        /// Passes N descriptors after stdio to the container.
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: i32,
+        #[command(flatten)]
+        create: CreateArgs,
         /// Returns once the process runs (the only mode: the runtime is not a supervisor).
         #[arg(short, long)]
         detach: bool,
-        /// The container id.
-        id: String,
     },
     /// Runs the user process of a created container.
     Start {
@@ -359,45 +364,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn run(cli: Cli) -> Result<i32, Error> {
     let root = cli.root;
     match cli.command {
-        Command::Create {
-            bundle,
-            pid_file,
-            console_socket,
-            preserve_fds,
-            id,
-        } => commands::create(&commands::CreateOptions {
-            root: &root,
-            id: &id,
-            bundle: &bundle,
-            pid_file: pid_file.as_deref(),
-            console_socket: console_socket.as_deref(),
-            preserve_fds,
-        })
-        .map(|()| 0),
-        Command::Run {
-            bundle,
-            pid_file,
-            console_socket,
-            preserve_fds,
-            detach,
-            id,
-        } => {
+        Command::Create(args) => commands::create(&args.options(&root)).map(|()| 0),
+        Command::Run { create, detach } => {
             if !detach {
                 return Err(Error::Usage(
                     "run needs --detach: the built-in runtime does not stay to supervise the container".into(),
                 ));
             }
-            commands::create(&commands::CreateOptions {
-                root: &root,
-                id: &id,
-                bundle: &bundle,
-                pid_file: pid_file.as_deref(),
-                console_socket: console_socket.as_deref(),
-                preserve_fds,
-            })?;
-            if let Err(e) = commands::start(&root, &id) {
+            commands::create(&create.options(&root))?;
+            if let Err(e) = commands::start(&root, &create.id) {
                 // As runc: a container that could not start does not stay created.
-                let _ = commands::delete(&root, &id, true);
+                let _ = commands::delete(&root, &create.id, true);
                 return Err(e);
             }
             Ok(0)
@@ -527,7 +504,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.root, PathBuf::from("/r"));
         assert_eq!(cli.log_format, LogFormat::Json);
-        assert!(matches!(cli.command, Command::Create { ref id, .. } if id == "c1"));
+        assert!(matches!(cli.command, Command::Create(ref a) if a.id == "c1"));
 
         let cli = Cli::try_parse_from([
             "peapod-runtime",
@@ -604,7 +581,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             cli.command,
-            Command::Run { detach: true, ref bundle, ref id, .. } if bundle == Path::new("/b") && id == "c1"
+            Command::Run { detach: true, ref create } if create.bundle == Path::new("/b") && create.id == "c1"
         ));
         // Without --detach the runtime would have to supervise: refused, before anything.
         let cli =
