@@ -967,6 +967,24 @@ impl SpdyClient {
 }
 
 /// The exit code in a remotecommand Status from the error stream (0 for Success).
+/// The streaming URL of an Exec.
+async fn exec_url(rs: &mut RuntimeServiceClient<Channel>, req: cri::ExecRequest) -> String {
+    rs.exec(req).await.unwrap().into_inner().url
+}
+
+/// The streaming URL of an Attach.
+async fn attach_url(rs: &mut RuntimeServiceClient<Channel>, req: cri::AttachRequest) -> String {
+    rs.attach(req).await.unwrap().into_inner().url
+}
+
+/// The streaming URL of a PortForward.
+async fn forward_url(
+    rs: &mut RuntimeServiceClient<Channel>,
+    req: cri::PortForwardRequest,
+) -> String {
+    rs.port_forward(req).await.unwrap().into_inner().url
+}
+
 fn status_exit_code(error_stream: &[u8]) -> i64 {
     let v: serde_json::Value = serde_json::from_slice(error_stream)
         .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(error_stream)));
@@ -1026,8 +1044,7 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
             .await
             .unwrap_err();
         assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
-        let url = rs
-            .exec(cri::ExecRequest {
+        let url = exec_url(&mut rs, cri::ExecRequest {
                 container_id: main.clone(),
                 cmd: vec![
                     "sh".into(),
@@ -1038,11 +1055,7 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
                 stdin: true,
                 stdout: true,
                 stderr: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         assert!(url.contains("/exec/"), "{url}");
         let mut c = SpdyClient::connect(&url, V4).await;
         let err = c.open(&[("streamtype", "error")]).await;
@@ -1059,8 +1072,7 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         assert_eq!(status, 404, "a used token must not serve again");
 
         // Exec with a tty: the command sees a terminal; success is a Success Status.
-        let url = rs
-            .exec(cri::ExecRequest {
+        let url = exec_url(&mut rs, cri::ExecRequest {
                 container_id: main.clone(),
                 cmd: vec![
                     "sh".into(),
@@ -1071,11 +1083,7 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
                 stdin: true,
                 stdout: true,
                 stderr: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         let mut c = SpdyClient::connect(&url, V4).await;
         let err = c.open(&[("streamtype", "error")]).await;
         let stdin = c.open(&[("streamtype", "stdin")]).await;
@@ -1098,18 +1106,13 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         reader.stdin = true;
         reader.stdin_once = true;
         let reader = create_and_start(&mut rs, &config, &sid, reader).await;
-        let url = rs
-            .attach(cri::AttachRequest {
+        let url = attach_url(&mut rs, cri::AttachRequest {
                 container_id: reader.clone(),
                 stdin: true,
                 tty: false,
                 stdout: true,
                 stderr: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         assert!(url.contains("/attach/"), "{url}");
         let mut c = SpdyClient::connect(&url, V4).await;
         let err = c.open(&[("streamtype", "error")]).await;
@@ -1131,19 +1134,14 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         assert_eq!(st.exit_code, 7, "{st:?}");
 
         // Exec and attach over WebSocket (v5: stdin's end is a close of channel 0).
-        let url = rs
-            .exec(cri::ExecRequest {
+        let url = exec_url(&mut rs, cri::ExecRequest {
                 container_id: main.clone(),
                 cmd: vec!["sh".into(), "-c".into(), "cat; echo ws-err >&2; exit 4".into()],
                 tty: false,
                 stdin: true,
                 stdout: true,
                 stderr: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         let got = ws_session(&url, b"ws stdin\n").await;
         assert_eq!(String::from_utf8_lossy(&got[&1]), "ws stdin\n");
         assert_eq!(String::from_utf8_lossy(&got[&2]), "ws-err\n");
@@ -1152,32 +1150,22 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
         reader.stdin = true;
         reader.stdin_once = true;
         let reader = create_and_start(&mut rs, &config, &sid, reader).await;
-        let url = rs
-            .attach(cri::AttachRequest {
+        let url = attach_url(&mut rs, cri::AttachRequest {
                 container_id: reader.clone(),
                 stdin: true,
                 tty: false,
                 stdout: true,
                 stderr: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         let got = ws_session(&url, b"attached over ws\n").await;
         assert_eq!(String::from_utf8_lossy(&got[&1]), "ws-got:attached over ws\n");
         assert_eq!(status_exit_code(&got[&3]), 5);
 
         // Port-forward to the nc listener in the sandbox: a line there, the answer back.
-        let url = rs
-            .port_forward(cri::PortForwardRequest {
+        let url = forward_url(&mut rs, cri::PortForwardRequest {
                 pod_sandbox_id: sid.clone(),
                 port: vec![8080],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         assert!(url.contains("/portforward/"), "{url}");
         let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
         let err = c
@@ -1203,15 +1191,10 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
             "ping through the forward\n"
         );
         // A port nothing listens on: the error stream says so.
-        let url = rs
-            .port_forward(cri::PortForwardRequest {
+        let url = forward_url(&mut rs, cri::PortForwardRequest {
                 pod_sandbox_id: sid.clone(),
                 port: vec![],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            }).await;
         let mut c = SpdyClient::connect(&url, "portforward.k8s.io").await;
         let err = c
             .open(&[
@@ -1255,15 +1238,10 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
             (vec![], "", WS_V4, "\"port\" is required"),
             (vec![], "?port=0", WS_V4, "must be > 0"),
         ] {
-            let url = rs
-                .port_forward(cri::PortForwardRequest {
+            let url = forward_url(&mut rs, cri::PortForwardRequest {
                     pod_sandbox_id: sid.clone(),
                     port: ports,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .url;
+                }).await;
             match ws_connect(&format!("{url}{query}"), protocol).await {
                 Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                     assert_eq!(resp.status(), 400);
@@ -1379,15 +1357,14 @@ async fn ws_forward(
     };
     let start = Instant::now();
     loop {
-        let url = rs
-            .port_forward(cri::PortForwardRequest {
+        let url = forward_url(
+            rs,
+            cri::PortForwardRequest {
                 pod_sandbox_id: sid.into(),
                 port: ports.to_vec(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+            },
+        )
+        .await;
         let (mut ws, chosen) = ws_connect(&format!("{url}{query}"), protocol)
             .await
             .unwrap_or_else(|e| panic!("upgrading {url}{query}: {e}"));

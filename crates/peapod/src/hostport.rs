@@ -240,6 +240,20 @@ impl Engine {
 mod tests {
     use super::*;
 
+    fn mapping(
+        host_ip: Ipv4Addr,
+        host_port: u16,
+        container_port: u16,
+        protocol: Protocol,
+    ) -> PortMapping {
+        PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        }
+    }
+
     fn pod(host_network: bool, ports: &[serde_json::Value]) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web"},
@@ -275,24 +289,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                PortMapping {
-                    host_ip: Ipv4Addr::UNSPECIFIED,
-                    host_port: 8080,
-                    container_port: 80,
-                    protocol: Protocol::Tcp,
-                },
-                PortMapping {
-                    host_ip: Ipv4Addr::LOCALHOST,
-                    host_port: 5353,
-                    container_port: 53,
-                    protocol: Protocol::Udp,
-                },
-                PortMapping {
-                    host_ip: Ipv4Addr::UNSPECIFIED,
-                    host_port: 8443,
-                    container_port: 443,
-                    protocol: Protocol::Tcp,
-                },
+                mapping(Ipv4Addr::UNSPECIFIED, 8080, 80, Protocol::Tcp),
+                mapping(Ipv4Addr::LOCALHOST, 5353, 53, Protocol::Udp),
+                mapping(Ipv4Addr::UNSPECIFIED, 8443, 443, Protocol::Tcp),
             ]
         );
         let no_spec = Pod::default();
@@ -359,18 +358,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                PortMapping {
-                    host_ip: Ipv4Addr::UNSPECIFIED,
-                    host_port: 8080,
-                    container_port: 80,
-                    protocol: Protocol::Tcp,
-                },
-                PortMapping {
-                    host_ip: Ipv4Addr::LOCALHOST,
-                    host_port: 5353,
-                    container_port: 53,
-                    protocol: Protocol::Udp,
-                },
+                mapping(Ipv4Addr::UNSPECIFIED, 8080, 80, Protocol::Tcp),
+                mapping(Ipv4Addr::LOCALHOST, 5353, 53, Protocol::Udp),
             ]
         );
         assert!(cri_host_ports(&[(sctp, 80, 8080, String::new())], true)
