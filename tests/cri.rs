@@ -967,6 +967,20 @@ impl SpdyClient {
 }
 
 /// The exit code in a remotecommand Status from the error stream (0 for Success).
+/// StopPodSandbox then RemovePodSandbox, as the kubelet ends a pod.
+async fn stop_and_remove(rs: &mut RuntimeServiceClient<Channel>, id: &str) {
+    rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.to_string(),
+    })
+    .await
+    .unwrap();
+    rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.to_string(),
+    })
+    .await
+    .unwrap();
+}
+
 /// The streaming URL of an Exec.
 async fn exec_url(rs: &mut RuntimeServiceClient<Channel>, req: cri::ExecRequest) -> String {
     rs.exec(req).await.unwrap().into_inner().url
@@ -1254,16 +1268,7 @@ fn exec_attach_and_port_forward_through_the_streaming_server() {
             }
         }
 
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
+        stop_and_remove(&mut rs, &sid).await;
     });
 }
 
@@ -1697,16 +1702,7 @@ fn stats_of_a_busy_container_and_its_sandbox() {
             "{available:?}"
         );
 
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
+        stop_and_remove(&mut rs, &sid).await;
     });
 }
 
@@ -1833,16 +1829,7 @@ fn container_events_stream_lifecycle_and_exits() {
             ]
         );
 
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sid.clone(),
-        })
-        .await
-        .unwrap();
+        stop_and_remove(&mut rs, &sid).await;
         let wait = async {
             while !seen.contains(&(sid.clone(), E::ContainerDeletedEvent as i32)) {
                 let ev = stream.next().await.expect("the stream ended").unwrap();
@@ -2506,16 +2493,7 @@ fn run_pod_sandbox_retries_and_cancellations_are_one_sandbox() {
             ]
         );
         for id in [&ids[0], &second] {
-            rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
-            rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            stop_and_remove(&mut rs, &id).await;
         }
         assert_no_sandbox_left(&p);
 
@@ -2541,16 +2519,7 @@ fn run_pod_sandbox_retries_and_cancellations_are_one_sandbox() {
         assert_eq!(listed[0].state, cri::PodSandboxState::SandboxReady as i32);
         assert_eq!(entries(&p, "run/netns").len(), 1, "one netns");
         assert_eq!(ipam_allocations(&p), 1, "one address: {}", p.ipam_text());
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        stop_and_remove(&mut rs, &id).await;
         assert_no_sandbox_left(&p);
 
         // Refused configs make nothing: a sysctl the kernel does not have, an SCTP host port.
