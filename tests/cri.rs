@@ -2493,7 +2493,7 @@ fn run_pod_sandbox_retries_and_cancellations_are_one_sandbox() {
             ]
         );
         for id in [&ids[0], &second] {
-            stop_and_remove(&mut rs, &id).await;
+            stop_and_remove(&mut rs, id).await;
         }
         assert_no_sandbox_left(&p);
 
